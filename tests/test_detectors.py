@@ -188,3 +188,35 @@ def test_disco_decorrelates_the_score_from_the_jet_mass():
     d_disco = distance_correlation(disco.score(sample), mass)
     assert "disco_dcor2" in disco.history_["logs"]
     assert d_disco < 0.5 * d_plain, (d_plain, d_disco)  # measured 0.158 -> 0.031
+
+
+def test_mass_reweighting_flattens_training_and_reduces_sculpting():
+    from jetad.detectors.reweighting import flat_weights
+    from jetad.evaluate.metrics import distance_correlation
+
+    rng = np.random.default_rng(5)
+    n = 1500
+    mass = 20 + rng.exponential(30, n)  # a falling spectrum: the AE sees few heavy jets
+    span = tuple(np.quantile(mass, [0.005, 0.995]))
+    raw = np.histogram(mass, bins=10, range=span)[0]
+    folded = np.clip(mass, *span)  # the tails count in the edge bins
+    flat = np.histogram(folded, bins=10, range=span, weights=flat_weights(mass, bins=10, max_weight=1e3))[0]
+    assert raw.max() / raw.min() > 20 and flat.max() / flat.min() < 1.01, (raw, flat)
+    w = flat_weights(mass, bins=10)  # default clip: no event outweighs 10 average ones
+    assert w.mean() == pytest.approx(1.0) and w.max() == pytest.approx(10.0)
+    sample = toy_jets(n)
+    sample.jets[:, 3] = mass
+    sample.features = {"m": (mass / 30).astype(np.float32), "g1": rng.normal(size=n).astype(np.float32),
+                       "g2": rng.normal(size=n).astype(np.float32)}
+    kw = {"inputs": {"features": ("m", "g1", "g2"), "scaling": "none"}, "epochs": 25, "batch_size": 64, "lr": 3e-3,
+          "seed": 1, "hidden": (16,), "latent_dim": 1}
+    plain = make_detector("ae", **kw).fit(sample)
+    flat = make_detector("ae", reweight_observer="mass", reweight_bins=10, **kw).fit(sample)
+    assert flat.history_["training_weights"]["observer"] == "mass"
+    d_plain = distance_correlation(plain.score(sample), mass)
+    d_flat = distance_correlation(flat.score(sample), mass)
+    assert d_flat < 0.5 * d_plain, (d_plain, d_flat)  # measured 0.207 -> 0.055
+    with pytest.raises(SchemaError, match="nope"):
+        make_detector("ae", reweight_observer="nope", **kw).fit(sample)
+    with pytest.raises(ValueError, match="do not apply"):
+        make_detector("nurd", reweight_observer="mass")

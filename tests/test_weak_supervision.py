@@ -128,13 +128,28 @@ def test_every_sr_event_is_scored_once_by_a_model_not_trained_on_it(name, cwola,
     search = {"cwola": cwola, "cathode": cathode}[name]
     sr = search.signal_region_
     assert ((search.fold_[sr] >= 0) & (search.fold_[sr] < search.n_folds)).all()
+    np.testing.assert_array_equal(search.score_fold_[search.fold_ >= 0], search.fold_[search.fold_ >= 0])
     view = search._view(injected, checked=False)
     for k, (model, rows) in enumerate(zip(search.models_, search.training_rows_, strict=True)):
-        scored = np.flatnonzero(search.fold_ == k)
+        scored = np.flatnonzero(search.score_fold_ == k)  # every event, the population and the rest
         assert len(scored) and not np.intersect1d(scored, rows).size
         np.testing.assert_allclose(search.scores_[scored], search._predict(model, view, scored))
-    assert np.bincount(search.fold_[sr], minlength=search.n_folds).sum() == sr.sum()
+    assert np.bincount(search.score_fold_, minlength=search.n_folds).sum() == len(injected)
     np.testing.assert_array_equal(search.score(injected), search.scores_)  # the fitted sample: out-of-fold
+
+
+@pytest.mark.parametrize("name", ["cwola", "cathode"])
+def test_a_score_cut_without_signal_keeps_the_signal_region_fraction(name, background_only):
+    """No fake bump: out-of-population events are scored like SR events (one model each, never an average)."""
+    params = {"cathode": {"flow_params": SMALL_FLOW | {"epochs": 4}, "oversampling": 1},  # an imperfect flow
+              "cwola": {"classifier_params": {"min_validation_gain": -1e9}}}[name]  # fit the noise, never the prior
+    search = make_search(name, seed=2, n_folds=4, **params).fit(background_only)
+    scores, sr = search.scores_, search.signal_region_
+    top = scores > np.quantile(scores, 0.9)
+    assert top.sum() > 200, "the classifier kept the constant prior: the check needs a non-trivial score"
+    n, p = top.sum(), sr.mean()
+    pull = (sr[top].mean() - p) / np.sqrt(p * (1 - p) / n)
+    assert abs(pull) < 4, (sr[top].mean(), p, pull)
 
 
 def test_new_samples_get_the_fold_ensemble(cwola, held_out):
@@ -174,6 +189,36 @@ def test_quak_signal_prior_scores_signal_higher(injected):
     assert np.isfinite(plain.scores_).all() and plain.loss_space_.shape == (len(injected), 1)
     assert informed.loss_space_.shape == (len(injected), 2)
     assert sr_auc(informed, injected, informed.scores_) > max(0.7, sr_auc(plain, injected, plain.scores_))
+
+
+@pytest.mark.parametrize("name", ["cwola", "cathode", "tag_n_train", "quak"])
+def test_a_saved_search_scores_like_the_fitted_one(name, tmp_path):
+    from jetad.tasks.weak_supervision import is_search_file, load_search
+
+    data, new = toy_dijets(3000, 60, seed=7), toy_dijets(800, 40, seed=8)
+    params = {"cathode": {"flow_params": SMALL_FLOW | {"epochs": 2}, "oversampling": 1},
+              "tag_n_train": {"ae_params": {"epochs": 2}}, "quak": {"ae_params": {"epochs": 2}}}.get(name, {})
+    search = make_search(name, seed=3, n_folds=2, min_sideband_events=50, **params).fit(data)
+    path = search.save(tmp_path / "search.pt")
+    assert is_search_file(path) and not (tmp_path / "search.pt.tmp").exists()
+    loaded = load_search(path)
+    assert type(loaded) is type(search) and loaded.get_params() == search.get_params()
+    np.testing.assert_allclose(loaded.score(new), search.score(new), rtol=1e-6)
+    np.testing.assert_array_equal(loaded.score(data), search.scores_)  # the fitted sample keeps out-of-fold scores
+
+
+def test_loading_a_non_search_file_is_a_clear_error(tmp_path):
+    from jetad.tasks.weak_supervision import is_search_file, load_search
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    assert not is_search_file(junk)
+    with pytest.raises(SchemaError, match=r"junk\.pt"):
+        load_search(junk)
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
+        load_search(tmp_path / "missing.pt")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        CWoLaHunting().save(tmp_path / "x.pt")
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -232,10 +277,20 @@ def test_cli_search_then_bumphunt(injected, tmp_path):
 
     write_sample(tmp_path / "box.h5", injected)
     runner = CliRunner()
-    res = runner.invoke(app, ["search", "cwola", str(tmp_path / "box.h5"), "--seed", "1", "-o", str(tmp_path / "s.h5")])
+    res = runner.invoke(app, ["search", "cwola", str(tmp_path / "box.h5"), "--seed", "1", "-o", str(tmp_path / "s.h5"),
+                              "--save", str(tmp_path / "cwola.pt")])
     assert res.exit_code == 0, res.output
     table = read_scores(tmp_path / "s.h5")
     assert "mjj" in table.observers and len(table.score) == len(read_sample(tmp_path / "box.h5"))
+    write_sample(tmp_path / "new.h5", toy_dijets(2000, 100, seed=98))
+    res = runner.invoke(app, ["score", str(tmp_path / "cwola.pt"), str(tmp_path / "new.h5"),
+                              "-o", str(tmp_path / "n.h5")])
+    assert res.exit_code == 0, res.output
+    rescored = read_scores(tmp_path / "n.h5")
+    assert rescored.attrs["detector"] == "cwola" and "mjj" in rescored.observers
+    new = read_sample(tmp_path / "new.h5")
+    sr = (new.event["mjj"] >= 3300) & (new.event["mjj"] < 3700)
+    assert auc(rescored.score[sr & (new.label == 1)], rescored.score[sr & (new.label == 0)]) > 0.7
     res = runner.invoke(app, ["search", "cwola", str(tmp_path / "box.h5"), "--sr-low", "9000", "--sr-high", "9500",
                               "-o", str(tmp_path / "x.h5")])
     assert res.exit_code == 1 and "error" in res.output

@@ -172,6 +172,7 @@ def search(
     settings: list[str] = typer.Option([], "--set", help="Search parameter key=value (repeatable)."),
     seed: int = typer.Option(0, "--seed"),
     out: Path = typer.Option(..., "-o", "--out", help="Score file (feed it to 'jetad bumphunt')."),
+    save: Path | None = typer.Option(None, "--save", help="Also save the fitted search ('jetad score' reads it)."),
 ) -> None:
     """Weakly supervised resonant search on the data itself; writes per-event scores with mjj for the bump hunt."""
     from jetad.data import SchemaError, read_sample
@@ -189,6 +190,9 @@ def search(
                        source=np.zeros(len(sample), np.int16), sources=[str(data)], observers=observers_of(sample),
                        attrs={"detector": method, "params": found.get_params()})
     write_scores(out, table)
+    if save is not None:
+        found.save(save)
+        console.print(f"fitted search saved -> [bold]{save}[/bold] (score other files with 'jetad score {save} ...')")
     console.print(f"{method}: scored {len(scores)} events ({int(found.signal_region_.sum())} in the signal region) "
                   f"-> [bold]{out}[/bold]; next: jetad bumphunt {out}")
 
@@ -437,18 +441,19 @@ def train(
 
 @app.command()
 def score(
-    model: Path = typer.Argument(..., help="Model file from 'jetad train'."),
+    model: Path = typer.Argument(..., help="Model file from 'jetad train' (or 'jetad search --save')."),
     files: list[Path] = typer.Argument(..., help="Jet files to score."),
     out: Path = typer.Option(..., "-o", "--out", help="Score file (HDF5) to write."),
     chunk_size: int = typer.Option(50_000, "--chunk-size"),
 ) -> None:
-    """Score jets with a trained detector (streamed in chunks); keeps labels and observers (mass, mjj)."""
+    """Score jets with a trained detector or saved search (streamed in chunks); keeps labels and observers."""
     from jetad.data import SchemaError, sample_info
     from jetad.detectors import Detector
     from jetad.detectors.scoring import score_files
+    from jetad.tasks.weak_supervision import is_search_file, load_search
 
     try:
-        det = Detector.load(model)
+        det = load_search(model) if is_search_file(model) else Detector.load(model)
         total = sum(sample_info(f).n_jets for f in files)
         with progress_bar("score", total) as cb:
             table = score_files(det, files, out, chunk_size=chunk_size, progress=cb)

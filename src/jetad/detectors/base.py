@@ -163,7 +163,10 @@ class TorchDetector(Detector):
     `score_batch(batch) -> (B,)`; optionally `criterion(x_val)` (default: mean validation loss, background
     only) and `extra_state`/`load_extra_state` (e.g. an MCMC replay buffer) for resumable training.
     Every such detector can be decorrelated from a nuisance with DisCo (`disco_lambda` > 0 adds
-    lambda * dCor^2(score, `disco_observer`) per batch; the observer is 'mass', 'pt' or any feature/event column).
+    lambda * dCor^2(score, `disco_observer`) per batch; the observer is 'mass', 'pt' or any feature/event column)
+    and/or by mass reweighting (`reweight_observer`: training draws events with weights that make that column
+    flat in `reweight_bins` bins, see `jetad.detectors.reweighting`). Non-uniform sample weights are honoured
+    the same way (weighted draws, weighted validation).
     """
 
     def __init__(
@@ -180,10 +183,16 @@ class TorchDetector(Detector):
         checkpoint: str | None = None,
         disco_lambda: float = 0.0,
         disco_observer: str = "mass",
+        reweight_observer: str | None = None,
+        reweight_bins: int = 20,
     ):
         super().__init__(inputs=inputs, seed=seed)
+        if reweight_bins < 1:
+            raise ValueError(f"reweight_bins must be >= 1, got {reweight_bins}")
         self.disco_lambda = disco_lambda
         self.disco_observer = disco_observer
+        self.reweight_observer = reweight_observer
+        self.reweight_bins = reweight_bins
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -251,6 +260,11 @@ class TorchDetector(Detector):
         self._fit_inputs(train)
         x_train = self._model_inputs(train, train.describe("training sample"))
         x_val_np = self._model_inputs(val, val.describe("validation sample"))
+        w_train, w_val = (self._training_weights(s, s.describe(what)) for s, what in
+                          ((train, "training sample"), (val, "validation sample")))
+        if w_val is not None:  # the selection criterion sees the same weighted population, by a seeded resample
+            rows = np.random.default_rng(self.seed + 1).choice(len(val), size=len(val), p=w_val / w_val.sum())
+            x_val_np = x_val_np[np.sort(rows)]
         self.input_shape_ = tuple(x_train.shape[1:])
         self.device_ = pick_device(self.device)
         torch.manual_seed(self.seed)
@@ -269,8 +283,21 @@ class TorchDetector(Detector):
             patience=self.patience, seed=self.seed, device=self.device_, checkpoint=self.checkpoint,
             fingerprint=fingerprint, extra_state=(self.extra_state, self.load_extra_state),
             monitor=(lambda: monitor(self)) if monitor else None, progress=progress, optimizer=self.optimizer,
+            sample_weights=w_train,
         ).to_dict()
+        if w_train is not None:
+            self.history_["training_weights"] = {"observer": self.reweight_observer, "max": float(w_train.max()),
+                                                 "effective_fraction": float(w_train.sum() ** 2 / (w_train**2).sum()
+                                                                             / len(w_train))}
         return self
+
+    def _training_weights(self, sample: JetSample, source: str) -> np.ndarray | None:
+        """Sample weights times flat-`reweight_observer` weights (None: uniform, plain shuffled epochs)."""
+        from jetad.detectors.reweighting import training_weights
+
+        nuisance = None if self.reweight_observer is None else sample.column(self.reweight_observer, source)
+        weight = np.ones(len(sample)) if sample.weight is None else sample.weight
+        return training_weights(weight, nuisance, bins=self.reweight_bins, source=source)
 
     def _disco_step(self, batch, observer):
         """Loss + disco_lambda * dCor^2(per-jet score, observer) on the batch (2001.05310)."""

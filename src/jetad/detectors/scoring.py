@@ -17,6 +17,8 @@ __all__ = ["score_files", "score_sample"]
 
 
 def _needs_constituents(det: Detector) -> bool:
+    if getattr(det, "reads_constituents", True) is False:  # resonant searches
+        return False
     spec = getattr(det, "spec_", None)
     return spec is None or spec.kind != "features"
 

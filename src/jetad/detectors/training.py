@@ -77,11 +77,13 @@ def train_loop(
     monitor: Callable[[], dict[str, float]] | None = None,
     progress: Progress | None = None,
     optimizer: str = "adam",
+    sample_weights: np.ndarray | None = None,
 ) -> History:
     """Train `model` with `step(batch) -> (loss, logs)`; keep the state with the lowest `criterion()`.
 
     `x_train` may be a tuple of row-aligned arrays; each mini-batch then calls `step(*batches)` (DisCo
-    passes the nuisance observer this way).
+    passes the nuisance observer this way). With `sample_weights` (one per row, non-negative) each epoch draws
+    its n rows with replacement, with probability proportional to the weight (mass reweighting, sample weights).
 
     `criterion` is evaluated after every epoch on background-only validation data (never on signal).
     `monitor` may compute extra numbers per epoch (e.g. an AUC against a known signal); they are logged but
@@ -117,9 +119,15 @@ def train_loop(
 
     tensors = [torch.as_tensor(t) for t in (x_train if isinstance(x_train, tuple) else (x_train,))]
     n = len(tensors[0])
+    draw = None if sample_weights is None else torch.as_tensor(np.asarray(sample_weights, np.float64))
+    if draw is not None and (draw.shape != (n,) or not bool((draw >= 0).all()) or float(draw.sum()) <= 0):
+        raise ValueError(f"sample_weights: need {n} non-negative weights with a positive sum")
     for epoch in range(start, epochs):
         model.train()
-        perm = torch.randperm(n, generator=gen)
+        if draw is None:
+            perm = torch.randperm(n, generator=gen)
+        else:
+            perm = torch.multinomial(draw, n, replacement=True, generator=gen)
         sums: dict[str, float] = {}
         n_batches = 0
         for i in range(0, n, batch_size):

@@ -127,7 +127,8 @@ def _run_dask(cfg, todo, seed, features, tag, progress, total, done_rows, worker
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # ":0": a free port (None still falls back to 8787, which clashes with any other running cluster)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
         client = Client(cluster)
     try:
         futures = {

@@ -72,12 +72,17 @@ def _is_invisible(abs_id: np.ndarray) -> np.ndarray:
 
 
 _CHARGE_OFFSET = 1_000_000
-_charge_table: dict[int, np.ndarray] = {}
+#: One table per process: charges of |id| < 1e6 (SM and SUSY codes) do not depend on the Pythia instance; new
+#: particles (Hidden Valley 49xxxxx) lie outside it and are always asked of the instance's ParticleData.
+_charge_table: np.ndarray | None = None
 
 
 def _charge_of(pythia: Any, ids: np.ndarray) -> np.ndarray:
     """Electric charge per particle id: a dense lookup table, filled from Pythia's ParticleData on first sight."""
-    table = _charge_table.setdefault(id(pythia.particleData), np.full(2 * _CHARGE_OFFSET, np.nan, np.float32))
+    global _charge_table
+    if _charge_table is None:  # made once: an 8 MB temporary per batch grew the heap of long workers by GBs
+        _charge_table = np.full(2 * _CHARGE_OFFSET, np.nan, np.float32)
+    table = _charge_table
     inside = np.abs(ids) < _CHARGE_OFFSET
     charge = np.zeros(len(ids), dtype=np.float32)
     charge[inside] = table[ids[inside] + _CHARGE_OFFSET]
