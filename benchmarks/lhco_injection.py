@@ -9,7 +9,8 @@ events are mixed in (seeded shuffle) and every method scores all events with no 
 - cwola, cathode, tag_n_train: the weakly supervised searches (`jetad.tasks`), k-fold out-of-fold scores;
 - quak: QUAK with the background AE alone (trained on sidebands); quak_prior: QUAK with two signal priors of
   the same topology at the wrong masses (X, Y = 300, 200 and 700, 150 GeV), as the QUAK paper's prior set;
-- ae: a plain autoencoder on the same four features trained on all events (unsupervised cut);
+- ae: a plain autoencoder on the same four features trained on all events (unsupervised cut); ae_flat and
+  ae_disco: the same decorrelated from mjj by mass reweighting (flat mjj) or DisCo (lambda 10);
 - supervised: a truth-label boosted classifier (k-fold), the idealized upper reference;
 - none: no selection (the bump hunt on the raw mjj spectrum).
 
@@ -45,7 +46,10 @@ from jetad.tasks.weak_supervision import assign_folds, feature_sample, fit_class
 SIGNAL_REGION = (3300.0, 3700.0)
 FIT_RANGE = (3000.0, 6500.0)  # above the trigger turn-on (leading jet pT > 1.2 TeV: the spectrum peaks at 2.6 TeV)
 PRIORS = ((300, 200), (700, 150))
-METHODS = ("cwola", "cathode", "tag_n_train", "quak", "quak_prior", "ae", "supervised", "none")
+METHODS = ("cwola", "cathode", "tag_n_train", "quak", "quak_prior", "ae", "ae_flat", "ae_disco", "supervised", "none")
+#: The decorrelated autoencoders: flat-mjj training weights, or DisCo with lambda dCor^2(score, mjj).
+AE_DECORRELATION = {"ae": {}, "ae_flat": {"reweight_observer": "mjj"},
+                    "ae_disco": {"disco_lambda": 10.0, "disco_observer": "mjj"}}
 #: CATHODE's flow scaled to the CPU: 8 MAF blocks of 64 (CATHODE: 15 of 128, 100 epochs at lr 1e-4).
 STUDY_FLOW = {"transforms": 8, "hidden": (64,), "epochs": 40, "lr": 1e-3, "patience": 5}
 QUICK_FLOW = {"epochs": 3, "transforms": 2, "hidden": (16,)}
@@ -77,9 +81,10 @@ def method_scores(method: str, data, priors: list, seed: int, quick: bool) -> np
         return np.zeros(len(data))
     if method == "supervised":
         return supervised_scores(data, seed)
-    if method == "ae":  # unsupervised: an autoencoder on the same features, trained on all events
-        fs = feature_sample(search_features(data, FEATURES), FEATURES)
-        det = make_detector("ae", inputs={"features": FEATURES}, epochs=5 if quick else 50, patience=5, seed=seed)
+    if method in AE_DECORRELATION:  # unsupervised: an autoencoder on the same features, trained on all events
+        fs = feature_sample(search_features(data, FEATURES), FEATURES, mjj=data.event["mjj"])
+        det = make_detector("ae", inputs={"features": FEATURES}, epochs=5 if quick else 50, patience=5, seed=seed,
+                            **AE_DECORRELATION[method])
         return det.fit(fs).score(fs)
     params = {"signal_region": SIGNAL_REGION, "seed": seed}
     if quick:
@@ -110,9 +115,7 @@ def significance_row(mjj: np.ndarray, scores: np.ndarray, method: str, quick: bo
 
 
 def plot_study(rows: list[dict], curves: dict, out: Path, caption: str) -> None:
-    import matplotlib
-
-    from jetad.evaluate.plots import _figure, plot_sic
+    from jetad.evaluate.plots import CMS_COLOURS, _figure, plot_sic
 
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]  # colours fixed by METHODS order
     with _figure(out / "significance_vs_injection.png", ncols=3, size=(7.0, 6.0), caption=caption) as (_, axes):
@@ -123,7 +126,7 @@ def plot_study(rows: list[dict], curves: dict, out: Path, caption: str) -> None:
                 col = "z_3500_eps1" if m == "none" and key != "auc_sr" else key  # no cut: the raw-spectrum Z
                 pts = sorted((r["s_over_sqrt_b"], r[col]) for r in rows if r["method"] == m and col in r)
                 if pts:
-                    colour = "k" if m == "none" else matplotlib.colormaps["tab10"](METHODS.index(m))
+                    colour = "k" if m == "none" else CMS_COLOURS[METHODS.index(m)]  # as plot_sic's cycle
                     style = {"color": colour, "ls": "--" if m == "none" else "-", "marker": "" if m == "none" else "o"}
                     ax.plot(*zip(*pts, strict=True), lw=2, label=m, **style)
             ax.set_xlabel("injected S/√B in the SR", fontsize=16)

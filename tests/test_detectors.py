@@ -202,6 +202,10 @@ def test_mass_reweighting_flattens_training_and_reduces_sculpting():
     folded = np.clip(mass, *span)  # the tails count in the edge bins
     flat = np.histogram(folded, bins=10, range=span, weights=flat_weights(mass, bins=10, max_weight=1e3))[0]
     assert raw.max() / raw.min() > 20 and flat.max() / flat.min() < 1.01, (raw, flat)
+    gen_w = rng.uniform(0.5, 2.0, n) * (1 + mass / 50)  # generator weights correlated with the mass
+    both = flat_weights(mass, bins=10, max_weight=1e3, sample_weight=gen_w)
+    flat_w = np.histogram(folded, bins=10, range=span, weights=both)[0]
+    assert flat_w.max() / flat_w.min() < 1.01, flat_w
     w = flat_weights(mass, bins=10)  # default clip: no event outweighs 10 average ones
     assert w.mean() == pytest.approx(1.0) and w.max() == pytest.approx(10.0)
     sample = toy_jets(n)
@@ -220,3 +224,7 @@ def test_mass_reweighting_flattens_training_and_reduces_sculpting():
         make_detector("ae", reweight_observer="nope", **kw).fit(sample)
     with pytest.raises(ValueError, match="do not apply"):
         make_detector("nurd", reweight_observer="mass")
+    sample.weight = -np.ones(n, np.float32)  # ignored unless asked for; then a clear error
+    make_detector("ae", **(kw | {"epochs": 1})).fit(sample)
+    with pytest.raises(ValueError, match="negative"):
+        make_detector("ae", use_sample_weights=True, **(kw | {"epochs": 1})).fit(sample)

@@ -122,7 +122,7 @@ def test_production_runs_on_an_existing_dask_scheduler(tmp_path):
     from dask.distributed import LocalCluster
 
     cfg = default_config("wz", n_constituents=20)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0") as cluster:
         out = produce(cfg, 8, seed=4, out=tmp_path / "wz", shard_size=4, features=False,
                       scheduler=cluster.scheduler_address)
     inline = produce(cfg, 8, seed=4, out=tmp_path / "wz_inline", shard_size=4, features=False)

@@ -205,6 +205,15 @@ def test_a_saved_search_scores_like_the_fitted_one(name, tmp_path):
     assert type(loaded) is type(search) and loaded.get_params() == search.get_params()
     np.testing.assert_allclose(loaded.score(new), search.score(new), rtol=1e-6)
     np.testing.assert_array_equal(loaded.score(data), search.scores_)  # the fitted sample keeps out-of-fold scores
+    np.testing.assert_array_equal(loaded.score(data[100:400]), search.scores_[100:400])  # also chunk by chunk
+    assert loaded.n_parameters() == search.n_parameters() >= (0 if name == "cwola" else 1)
+    assert "samples_" not in torch_payload(path)["state"] and "training_rows_" not in torch_payload(path)["state"]
+
+
+def torch_payload(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def test_loading_a_non_search_file_is_a_clear_error(tmp_path):
@@ -294,3 +303,13 @@ def test_cli_search_then_bumphunt(injected, tmp_path):
     res = runner.invoke(app, ["search", "cwola", str(tmp_path / "box.h5"), "--sr-low", "9000", "--sr-high", "9500",
                               "-o", str(tmp_path / "x.h5")])
     assert res.exit_code == 1 and "error" in res.output
+
+
+@pytest.mark.parametrize("name", ["quak", "tag_n_train"])
+def test_search_autoencoders_can_be_decorrelated_from_mjj(name):
+    data = toy_dijets(3000, 60, seed=9)
+    ae = {"epochs": 2, "reweight_observer": "mjj"}
+    search = make_search(name, seed=1, n_folds=2, min_sideband_events=50, ae_params=ae).fit(data)
+    assert np.isfinite(search.scores_).all()
+    trained = search.models_[0] if name == "quak" else search.autoencoders_[0]
+    assert trained.history_["training_weights"]["observer"] == "mjj"

@@ -191,7 +191,10 @@ def search(
                        attrs={"detector": method, "params": found.get_params()})
     write_scores(out, table)
     if save is not None:
-        found.save(save)
+        try:
+            found.save(save)
+        except OSError as err:
+            _fail(f"{save}: cannot save the fitted search ({err})")
         console.print(f"fitted search saved -> [bold]{save}[/bold] (score other files with 'jetad score {save} ...')")
     console.print(f"{method}: scored {len(scores)} events ({int(found.signal_region_.sum())} in the signal region) "
                   f"-> [bold]{out}[/bold]; next: jetad bumphunt {out}")

@@ -19,11 +19,28 @@ from jetad import __version__
 from jetad.data.sample import JetSample, SchemaError
 from jetad.detectors.inputs import InputSpec
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "REGISTRY", "Detector", "TorchDetector", "register"]
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "REGISTRY", "Detector", "TorchDetector", "read_model_payload",
+           "register"]
 
 MODEL_FORMAT = "jetad.detector"
 MODEL_FORMAT_VERSION = 1
 REGISTRY: dict[str, type[Detector]] = {}
+
+
+def read_model_payload(path: str | Path) -> dict[str, Any]:
+    """The dict stored in a jetad model file (a detector or a saved search); clear errors for anything else."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise SchemaError(f"{path}: not a readable jetad model file ({err})") from err
+    if not isinstance(payload, dict):
+        raise SchemaError(f"{path}: not a jetad model file")
+    return payload
 
 
 def register(cls: type[Detector]) -> type[Detector]:
@@ -127,16 +144,9 @@ class Detector:
     @classmethod
     def load(cls, path: str | Path) -> Detector:
         """Any saved detector (the right subclass is picked from the file)."""
-        import torch
-
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such model file")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:
-            raise SchemaError(f"{path}: not a readable jetad model file ({err})") from err
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        payload = read_model_payload(path)
+        if payload.get("format") != MODEL_FORMAT:
             raise SchemaError(f"{path}: not a jetad model file")
         if payload.get("format_version") != MODEL_FORMAT_VERSION:
             raise SchemaError(
@@ -165,8 +175,9 @@ class TorchDetector(Detector):
     Every such detector can be decorrelated from a nuisance with DisCo (`disco_lambda` > 0 adds
     lambda * dCor^2(score, `disco_observer`) per batch; the observer is 'mass', 'pt' or any feature/event column)
     and/or by mass reweighting (`reweight_observer`: training draws events with weights that make that column
-    flat in `reweight_bins` bins, see `jetad.detectors.reweighting`). Non-uniform sample weights are honoured
-    the same way (weighted draws, weighted validation).
+    flat in `reweight_bins` bins, no weight above `reweight_max` times the mean; see
+    `jetad.detectors.reweighting`). With `use_sample_weights` the samples' own weights are honoured the same
+    way (weighted draws, weighted validation); by default they are ignored in training.
     """
 
     def __init__(
@@ -185,10 +196,14 @@ class TorchDetector(Detector):
         disco_observer: str = "mass",
         reweight_observer: str | None = None,
         reweight_bins: int = 20,
+        reweight_max: float = 10.0,
+        use_sample_weights: bool = False,
     ):
         super().__init__(inputs=inputs, seed=seed)
-        if reweight_bins < 1:
-            raise ValueError(f"reweight_bins must be >= 1, got {reweight_bins}")
+        if reweight_bins < 1 or reweight_max <= 1:
+            raise ValueError(f"need reweight_bins >= 1 and reweight_max > 1, got {reweight_bins}, {reweight_max}")
+        self.reweight_max = reweight_max
+        self.use_sample_weights = use_sample_weights
         self.disco_lambda = disco_lambda
         self.disco_observer = disco_observer
         self.reweight_observer = reweight_observer
@@ -270,9 +285,10 @@ class TorchDetector(Detector):
         torch.manual_seed(self.seed)
         self.model_ = self.build_model(self.spec_.shape).to(self.device_)
         x_val = torch.as_tensor(x_val_np, device=self.device_)
-        fingerprint = hashlib.sha256(
-            repr((self.get_params(), x_train.shape, float(x_train.sum()))).encode()
-        ).hexdigest()
+        weights_key = None if w_train is None else float(w_train @ w_train)  # a resumed run must use the same weights
+        fingerprint = hashlib.sha256(repr(
+            (self.get_params(), x_train.shape, float(x_train.sum()), weights_key)
+        ).encode()).hexdigest()
         step, tensors = self.loss, x_train
         if self.disco_lambda > 0:  # DisCo: the observer travels with each batch as a second tensor
             step = self._disco_step
@@ -296,8 +312,8 @@ class TorchDetector(Detector):
         from jetad.detectors.reweighting import training_weights
 
         nuisance = None if self.reweight_observer is None else sample.column(self.reweight_observer, source)
-        weight = np.ones(len(sample)) if sample.weight is None else sample.weight
-        return training_weights(weight, nuisance, bins=self.reweight_bins, source=source)
+        weight = sample.weight if self.use_sample_weights and sample.weight is not None else None
+        return training_weights(weight, nuisance, bins=self.reweight_bins, max_weight=self.reweight_max, source=source)
 
     def _disco_step(self, batch, observer):
         """Loss + disco_lambda * dCor^2(per-jet score, observer) on the batch (2001.05310)."""

@@ -111,9 +111,9 @@ class NuRD(TorchDetector):
                  critic_lr: float = 1e-3, covariance: str = "shared", shrinkage: float = 0.01,
                  score_kind: str = "min", **kwargs: Any):
         super().__init__(**kwargs)
-        if self.disco_lambda or self.reweight_observer:
+        if self.disco_lambda or self.reweight_observer or self.use_sample_weights:
             raise ValueError("NuRD removes the nuisance with its own weights and critic (nuisance=, lam=); "
-                             "disco_lambda and reweight_observer do not apply")
+                             "disco_lambda, reweight_observer and use_sample_weights do not apply")
         if covariance not in ("shared", "class"):
             raise ValueError(f"covariance must be 'shared' or 'class', got {covariance!r}")
         if score_kind != "min" and not score_kind.startswith("class:"):

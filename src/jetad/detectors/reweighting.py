@@ -14,10 +14,15 @@ import numpy as np
 __all__ = ["flat_weights", "training_weights"]
 
 
-def flat_weights(values: np.ndarray, bins: int = 20, max_weight: float = 10.0,
-                 central: float = 0.99) -> np.ndarray:
-    """(N,) weights (mean 1) that make the histogram of `values` flat over its central `central` fraction."""
+def flat_weights(values: np.ndarray, bins: int = 20, max_weight: float = 10.0, central: float = 0.99,
+                 sample_weight: np.ndarray | None = None) -> np.ndarray:
+    """(N,) factors (mean 1) that make the histogram of `values` flat over its central `central` fraction.
+
+    With `sample_weight`, the histogram is the weighted one and the flat-making factors multiply those weights
+    (returned: sample_weight x factor, mean 1). The central range comes from unweighted quantiles.
+    """
     values = np.asarray(values, dtype=np.float64)
+    base = np.ones(len(values)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     if bins < 1 or max_weight <= 1.0:
         raise ValueError(f"reweighting needs bins >= 1 and max_weight > 1, got {bins} and {max_weight}")
     if len(values) == 0:
@@ -25,10 +30,10 @@ def flat_weights(values: np.ndarray, bins: int = 20, max_weight: float = 10.0,
     tail = (1.0 - central) / 2
     lo, hi = np.quantile(values, [tail, 1.0 - tail])
     if not hi > lo:  # a constant nuisance is already flat
-        return np.ones(len(values))
+        return base / base.mean()
     idx = np.clip(((values - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
-    counts = np.bincount(idx, minlength=bins).astype(np.float64)
-    w = len(values) / (bins * counts[idx])
+    counts = np.bincount(idx, weights=base, minlength=bins)
+    w = base * np.divide(base.sum(), bins * counts[idx], out=np.zeros(len(values)), where=counts[idx] > 0)
     for _ in range(100):  # clip and renormalise until no weight exceeds max_weight (converges in a few steps)
         w = w / w.mean()
         if w.max() <= max_weight * (1 + 1e-9):
@@ -37,15 +42,20 @@ def flat_weights(values: np.ndarray, bins: int = 20, max_weight: float = 10.0,
     return w
 
 
-def training_weights(sample_weight: np.ndarray, nuisance: np.ndarray | None, bins: int = 20,
+def training_weights(sample_weight: np.ndarray | None, nuisance: np.ndarray | None, bins: int = 20,
                      max_weight: float = 10.0, source: str = "training sample") -> np.ndarray | None:
-    """Per-event training weights: sample weights times flat-nuisance weights; None when all would be equal."""
-    w = np.asarray(sample_weight, dtype=np.float64)
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"{source}: sample weights must be finite and non-negative to train with them "
-                         f"({int((~np.isfinite(w)).sum())} non-finite, {int((w < 0).sum())} negative)")
-    if w.sum() <= 0:
-        raise ValueError(f"{source}: all sample weights are zero")
+    """Per-event training weights (mean 1): sample weights (None: all 1) made flat in `nuisance` (None: as they
+    are); None when every event would weigh the same."""
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"{source}: sample weights must be finite and non-negative to train with them "
+                             f"({int((~np.isfinite(w)).sum())} non-finite, {int((w < 0).sum())} negative); "
+                             "train without use_sample_weights")
+        if w.sum() <= 0:
+            raise ValueError(f"{source}: all sample weights are zero")
     if nuisance is not None:
-        w = w * flat_weights(nuisance, bins, max_weight)
+        w = flat_weights(nuisance, bins, max_weight, sample_weight=sample_weight)
+    elif sample_weight is None:
+        return None
     return None if np.ptp(w) == 0 else w / w.mean()

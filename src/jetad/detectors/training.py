@@ -119,15 +119,19 @@ def train_loop(
 
     tensors = [torch.as_tensor(t) for t in (x_train if isinstance(x_train, tuple) else (x_train,))]
     n = len(tensors[0])
-    draw = None if sample_weights is None else torch.as_tensor(np.asarray(sample_weights, np.float64))
-    if draw is not None and (draw.shape != (n,) or not bool((draw >= 0).all()) or float(draw.sum()) <= 0):
-        raise ValueError(f"sample_weights: need {n} non-negative weights with a positive sum")
+    cdf = None
+    if sample_weights is not None:
+        w = np.asarray(sample_weights, np.float64)
+        if w.shape != (n,) or not (w >= 0).all() or w.sum() <= 0:
+            raise ValueError(f"sample_weights: need {n} non-negative weights with a positive sum")
+        cdf = torch.as_tensor(np.cumsum(w) / w.sum())
     for epoch in range(start, epochs):
         model.train()
-        if draw is None:
+        if cdf is None:
             perm = torch.randperm(n, generator=gen)
-        else:
-            perm = torch.multinomial(draw, n, replacement=True, generator=gen)
+        else:  # inverse-CDF draws with replacement (torch.multinomial stops at 2^24 rows)
+            u = torch.rand(n, generator=gen, dtype=torch.float64)
+            perm = torch.searchsorted(cdf, u, right=True).clamp_(max=n - 1)
         sums: dict[str, float] = {}
         n_batches = 0
         for i in range(0, n, batch_size):

@@ -32,6 +32,9 @@ __all__ = [
     "plot_training_curves",
 ]
 
+#: CMS's recommended 10-colour palette (the first six are mplhep's CMS style cycle).
+CMS_COLOURS = ("#3f90da", "#ffa90e", "#bd1f01", "#94a4a2", "#832db6", "#a96b59", "#e76300", "#b9ac70", "#717581",
+               "#92dadd")
 _LABEL = 18
 _TICK = 14
 _LEGEND = 12
@@ -46,6 +49,8 @@ def _figure(
     with matplotlib.style.context(mplhep.style.CMS):
         fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False)
+        for ax in axes.flat:  # the CMS 10-colour palette: the style's 6 colours repeat in 7+ method comparisons
+            ax.set_prop_cycle(color=CMS_COLOURS)
         yield fig, axes
         for ax in axes.flat:
             ax.tick_params(labelsize=_TICK)

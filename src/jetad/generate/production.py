@@ -127,8 +127,9 @@ def _run_dask(cfg, todo, seed, features, tag, progress, total, done_rows, worker
     if scheduler:
         client = Client(scheduler)
     else:
-        # ":0": a free port (None still falls back to 8787, which clashes with any other running cluster)
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        # a free local port: the default 8787 clashes with any other running cluster (a warning, an error in tests)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address="127.0.0.1:0")
         client = Client(cluster)
     try:
         futures = {

@@ -72,8 +72,8 @@ def _is_invisible(abs_id: np.ndarray) -> np.ndarray:
 
 
 _CHARGE_OFFSET = 1_000_000
-#: One table per process: charges of |id| < 1e6 (SM and SUSY codes) do not depend on the Pythia instance; new
-#: particles (Hidden Valley 49xxxxx) lie outside it and are always asked of the instance's ParticleData.
+#: One table per process for |id| < 1e6 (SM particles and hadrons), whose charges do not depend on the Pythia
+#: instance; larger codes (SUSY 1xxxxxx, Hidden Valley 49xxxxx) are always asked of the instance's ParticleData.
 _charge_table: np.ndarray | None = None
 
 

@@ -31,8 +31,8 @@ class CathodeSearch(ResonantSearch):
     CATHODE: flow on the sidebands -> `oversampling` x N_SR samples at SR mjj -> classifier of SR data
     (label 1) vs samples (label 0), class-balanced, k-fold over the SR data (all samples in every fold); the
     score is P(data | x). ANODE: a per-fold conditional flow on the SR data of the other folds; the score is
-    log p_data(x | mjj) - log p_bkg(x | mjj). Events outside the SR get the mean of the fold models (for ANODE
-    an extrapolation of the SR flow, meaningful only inside the SR).
+    log p_data(x | mjj) - log p_bkg(x | mjj). Events outside the SR are scored by one seeded random fold model
+    each, like the SR events (for ANODE an extrapolation of the SR flow, meaningful only inside the SR).
 
     Arguments:
         anode: score with the ANODE density ratio instead of the CATHODE classifier.

@@ -21,7 +21,8 @@ class CWoLaHunting(ResonantSearch):
     """CWoLa hunting (1805.02664): classifier of SR (label 1) versus sidebands (label 0), k-fold cross-fitted.
 
     SR and sideband events are split into `n_folds` folds (stratified by region); each fold is scored by the
-    classifier trained on the others, class-balanced. Events beyond the sidebands get the mean of all folds.
+    classifier trained on the others, class-balanced. Events beyond the sidebands are scored by one seeded
+    random fold classifier each (never the fold mean: its narrower distribution would sculpt mjj).
 
     Arguments:
         classifier: 'hgb' (sklearn HistGradientBoostingClassifier, default) or 'mlp' (torch 3 x 64).

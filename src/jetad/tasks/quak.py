@@ -56,15 +56,15 @@ class QUAK(ResonantSearch):
     def _needs_sidebands(self) -> bool:
         return self.background_region == "sidebands"
 
-    def _autoencoder(self, x: np.ndarray, seed: int, what: str) -> Autoencoder:
+    def _autoencoder(self, x: np.ndarray, mjj: np.ndarray | None, seed: int, what: str) -> Autoencoder:
         inputs = {"kind": "features", "features": self.features, "scaling": "standard"}
         ae = Autoencoder(inputs=inputs, seed=seed, **(QUAK_AE | (self.ae_params or {})))
-        return ae.fit(feature_sample(x, self.features, source=what))
+        return ae.fit(feature_sample(x, self.features, mjj, source=what))
 
     def fit(self, data: JetSample, signal_priors: Sequence[JetSample] = ()) -> QUAK:
         """Train the background AE on the data (cross-fitted) and one AE per signal-prior sample."""
         self.prior_autoencoders_ = [
-            self._autoencoder(search_features(prior, self.features), self.seed + 100 + i,
+            self._autoencoder(search_features(prior, self.features), prior.event.get("mjj"), self.seed + 100 + i,
                               f"{prior.describe(f'signal prior {i}')}")
             for i, prior in enumerate(signal_priors)
         ]
@@ -76,7 +76,8 @@ class QUAK(ResonantSearch):
         return np.where(view.sb, 0, -1) if self.background_region == "sidebands" else np.zeros(len(view.mjj), int)
 
     def _fit_fold(self, view: DijetView, rows: np.ndarray, k: int) -> Any:
-        return self._autoencoder(view.x[rows], self.seed + k, f"{view.source} [{self.background_region}, fold {k}]")
+        return self._autoencoder(view.x[rows], view.mjj[rows], self.seed + k,
+                                 f"{view.source} [{self.background_region}, fold {k}]")
 
     def _predict(self, model: Any, view: DijetView, rows: np.ndarray) -> np.ndarray:
         events = feature_sample(view.x[rows], self.features)
@@ -90,9 +91,4 @@ class QUAK(ResonantSearch):
 
     def loss_space(self, sample: JetSample) -> np.ndarray:
         """(N, 1 + n_priors) log losses (background AE first; out-of-fold for the fitted sample)."""
-        if not hasattr(self, "models_"):
-            raise RuntimeError("QUAK is not fitted; call fit(data) first")
-        view = self._view(sample, checked=False)
-        if self._same_as_fitted(view):
-            return self.loss_space_.copy()
-        return self._ensemble(view, np.arange(len(view.mjj)))
+        return self._outputs_for(self._fitted_view(sample))

@@ -76,7 +76,8 @@ class TagNTrain(ResonantSearch):
         everything = np.arange(len(view.mjj))
         self.autoencoders_, losses = [], []
         for jet, names in ((1, self.jet1_features), (2, self.jet2_features)):
-            events = feature_sample(self._jet(view, everything, jet), names, source=f"{view.source} [jet {jet}]")
+            events = feature_sample(self._jet(view, everything, jet), names, view.mjj,  # mjj: for decorrelation
+                                    source=f"{view.source} [jet {jet}]")
             inputs = {"kind": "features", "features": names, "scaling": "standard"}
             ae = Autoencoder(inputs=inputs, seed=self.seed + jet, **(TAG_AE | (self.ae_params or {}))).fit(events)
             self.autoencoders_.append(ae)

@@ -20,7 +20,6 @@ builds one by name.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 
 from jetad import __version__
 from jetad.data.sample import JetSample, SchemaError
+from jetad.detectors.base import read_model_payload
 from jetad.tasks.blackbox import dijet_features
 
 __all__ = [
@@ -62,6 +62,8 @@ SEARCHES = {
 CLASSIFIERS = ("hgb", "mlp")
 SEARCH_FORMAT = "jetad.search"
 SEARCH_FORMAT_VERSION = 1
+#: Learned attributes kept for audits of the fitted sample only, not saved (CATHODE's samples can be large).
+_AUDIT_ONLY = ("training_rows_", "samples_", "sample_mjj_")
 
 
 def make_search(name: str, **params: Any) -> ResonantSearch:
@@ -426,7 +428,9 @@ class ResonantSearch:
             outputs[rows] = out
         self.outputs_ = outputs
         self.scores_ = np.asarray(self._combine(outputs), dtype=np.float64)
-        self.fingerprint_ = _fingerprint(view)
+        keys = _event_keys(view)
+        self.key_order_ = np.argsort(keys, kind="stable")
+        self.sorted_keys_ = keys[self.key_order_]
         return self
 
     def _ensemble(self, view: DijetView, rows: np.ndarray) -> np.ndarray:
@@ -435,30 +439,37 @@ class ResonantSearch:
     def score(self, data: JetSample) -> np.ndarray:
         """(N,) anomaly score per event, higher = more signal-like.
 
-        On the fitted sample: the out-of-fold `scores_`. On any other sample: the mean over the fold models.
+        Events of the fitted sample (recognised one by one, so any chunk or subset of it works) get their
+        out-of-fold score; other events the mean over the fold models. The fold mean has a narrower
+        distribution than single-model scores, so a threshold taken on the fitted sample does not carry over
+        to new data: choose cuts by efficiency on the sample being cut.
         """
+        return np.asarray(self._combine(self._outputs_for(self._fitted_view(data))), dtype=np.float64)
+
+    def _fitted_view(self, data: JetSample) -> DijetView:
         if not hasattr(self, "models_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(data) first")
-        view = self._view(data, checked=False)
-        if self._same_as_fitted(view):
-            return self.scores_.copy()
-        return np.asarray(self._combine(self._ensemble(view, np.arange(len(view.mjj)))), dtype=np.float64)
+        return self._view(data, checked=False)
 
-    def _same_as_fitted(self, view: DijetView) -> bool:
-        return _fingerprint(view) == self.fingerprint_
+    def _outputs_for(self, view: DijetView) -> np.ndarray:
+        """Model outputs per event: out-of-fold for events of the fitted sample, else the fold-model mean."""
+        keys = _event_keys(view)
+        pos = np.minimum(np.searchsorted(self.sorted_keys_, keys), len(self.sorted_keys_) - 1)
+        known = self.sorted_keys_[pos] == keys
+        outputs = np.empty((len(keys), *self.outputs_.shape[1:]))
+        outputs[known] = self.outputs_[self.key_order_[pos[known]]]
+        new = np.flatnonzero(~known)
+        if len(new):
+            outputs[new] = self._ensemble(view, new)
+        return outputs
 
     def fit_score(self, data: JetSample) -> np.ndarray:
         """`fit(data)` then the out-of-fold scores of `data`."""
         return self.fit(data).scores_.copy()
 
     def n_parameters(self) -> int:
-        """Trainable network parameters over all fold models (0 for boosted trees)."""
-        total = 0
-        for m in self.models_ if hasattr(self, "models_") else []:
-            for part in m if isinstance(m, (list, tuple)) else [m]:
-                counter = getattr(part, "n_parameters", None)
-                total += counter() if callable(counter) else 0
-        return total
+        """Trainable parameters of every network the search fitted (fold models, flows, prior AEs; 0 for trees)."""
+        return sum(d.n_parameters() for d in _detectors_in(self._fitted_state()))
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -471,11 +482,14 @@ class ResonantSearch:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"format": SEARCH_FORMAT, "format_version": SEARCH_FORMAT_VERSION, "jetad_version": __version__,
                    "search": self.name, "params": self.get_params(),
-                   "state": {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}}
+                   "state": {k: v for k, v in self._fitted_state().items() if k not in _AUDIT_ONLY}}
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
         os.replace(tmp, path)
         return path
+
+    def _fitted_state(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments as stored."""
@@ -495,42 +509,54 @@ class ResonantSearch:
 def is_search_file(path: str | Path) -> bool:
     """Whether `path` holds a saved search (as opposed to a detector); False for unreadable files."""
     try:
-        return _read_payload(Path(path)).get("format") == SEARCH_FORMAT
+        return read_model_payload(path).get("format") == SEARCH_FORMAT
     except (SchemaError, FileNotFoundError):
         return False
-
-
-def _read_payload(path: Path) -> dict[str, Any]:
-    import torch
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise SchemaError(f"{path}: not a readable jetad model file ({err})") from err
-    if not isinstance(payload, dict):
-        raise SchemaError(f"{path}: not a jetad model file")
-    return payload
 
 
 def load_search(path: str | Path) -> ResonantSearch:
     """A search saved with `ResonantSearch.save`; `score(sample)` then works on new events (fold-model mean)."""
     path = Path(path)
-    payload = _read_payload(path)
+    payload = read_model_payload(path)
     if payload.get("format") != SEARCH_FORMAT:
         raise SchemaError(f"{path}: not a saved jetad search (format {payload.get('format')!r})")
     if payload.get("format_version") != SEARCH_FORMAT_VERSION:
         raise SchemaError(f"{path}: search format version {payload.get('format_version')} (jetad "
                           f"{payload.get('jetad_version')}), this jetad {__version__} reads version "
                           f"{SEARCH_FORMAT_VERSION}; rerun 'jetad search'")
-    search = make_search(payload["search"], **payload["params"])
+    try:
+        search = make_search(payload["search"], **payload["params"])
+    except (TypeError, ValueError) as err:
+        raise SchemaError(f"{path}: saved search {payload.get('search')!r} does not match this jetad ({err})") from err
     for k, v in payload["state"].items():
         setattr(search, k, v)
+    from jetad.detectors.training import pick_device
+
+    for det in _detectors_in(search._fitted_state()):  # a search fitted on a GPU scores on whatever is here
+        if hasattr(det, "model_"):
+            det.device_ = pick_device(det.device)
+            det.model_.to(det.device_)
     return search
 
 
-def _fingerprint(view: DijetView) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(view.x).tobytes())
-    h.update(np.ascontiguousarray(view.mjj).tobytes())
-    return h.hexdigest()
+def _event_keys(view: DijetView) -> np.ndarray:
+    """(N,) uint64 key per event from the bits of its inputs and mjj (FNV-1a over 64-bit words, vectorized)."""
+    cols = np.ascontiguousarray(np.column_stack([view.x.astype(np.float64), view.mjj.astype(np.float64)]))
+    words = cols.view(np.uint64)
+    h = np.full(len(cols), 14695981039346656037, dtype=np.uint64)
+    for j in range(words.shape[1]):  # a handful of columns; each step is vectorized over events
+        h = (h ^ words[:, j]) * np.uint64(1099511628211)
+    return h
+
+
+def _detectors_in(value: Any) -> list:
+    """Every jetad Detector inside a (nested) list/tuple/dict of fitted models."""
+    from jetad.detectors.base import Detector
+
+    if isinstance(value, Detector):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [d for v in value for d in _detectors_in(v)]
+    return []
