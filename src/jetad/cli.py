@@ -451,12 +451,11 @@ def score(
 ) -> None:
     """Score jets with a trained detector or saved search (streamed in chunks); keeps labels and observers."""
     from jetad.data import SchemaError, sample_info
-    from jetad.detectors import Detector
     from jetad.detectors.scoring import score_files
-    from jetad.tasks.weak_supervision import is_search_file, load_search
+    from jetad.tasks.weak_supervision import load_model
 
     try:
-        det = load_search(model) if is_search_file(model) else Detector.load(model)
+        det = load_model(model)
         total = sum(sample_info(f).n_jets for f in files)
         with progress_bar("score", total) as cb:
             table = score_files(det, files, out, chunk_size=chunk_size, progress=cb)

@@ -19,12 +19,24 @@ from jetad import __version__
 from jetad.data.sample import JetSample, SchemaError
 from jetad.detectors.inputs import InputSpec
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "REGISTRY", "Detector", "TorchDetector", "read_model_payload",
-           "register"]
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "REGISTRY", "Detector", "TorchDetector", "check_model_format",
+           "read_model_payload", "register", "write_model_payload"]
 
 MODEL_FORMAT = "jetad.detector"
 MODEL_FORMAT_VERSION = 1
 REGISTRY: dict[str, type[Detector]] = {}
+
+
+def write_model_payload(path: str | Path, payload: dict[str, Any]) -> Path:
+    """torch.save `payload` to `path` atomically (a temporary name, then a rename): models, searches, checkpoints."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def read_model_payload(path: str | Path) -> dict[str, Any]:
@@ -41,6 +53,18 @@ def read_model_payload(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise SchemaError(f"{path}: not a jetad model file")
     return payload
+
+
+def check_model_format(payload: dict[str, Any], path: str | Path, fmt: str, version: int, what: str,
+                       redo: str) -> None:
+    """SchemaError unless `payload` has format `fmt` at `version` (`what` names the kind, `redo` the remedy)."""
+    if payload.get("format") != fmt:
+        raise SchemaError(f"{path}: not a jetad {what} file (format {payload.get('format')!r})")
+    if payload.get("format_version") != version:
+        raise SchemaError(
+            f"{path}: {what} format version {payload.get('format_version')} (jetad {payload.get('jetad_version')}), "
+            f"this jetad {__version__} reads version {version}; {redo}"
+        )
 
 
 def register(cls: type[Detector]) -> type[Detector]:
@@ -121,12 +145,8 @@ class Detector:
 
     def save(self, path: str | Path) -> Path:
         """Write parameters, input spec, learned state and training history (atomically)."""
-        import torch
-
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
+        return write_model_payload(path, {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "jetad_version": __version__,
@@ -135,25 +155,17 @@ class Detector:
             "inputs": self.spec_.to_dict(),
             "state": self._get_state(),
             "history": getattr(self, "history_", None),
-        }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        })
 
     @classmethod
     def load(cls, path: str | Path) -> Detector:
         """Any saved detector (the right subclass is picked from the file)."""
-        path = Path(path)
-        payload = read_model_payload(path)
-        if payload.get("format") != MODEL_FORMAT:
-            raise SchemaError(f"{path}: not a jetad model file")
-        if payload.get("format_version") != MODEL_FORMAT_VERSION:
-            raise SchemaError(
-                f"{path}: model format version {payload.get('format_version')} (jetad "
-                f"{payload.get('jetad_version')}), this jetad {__version__} reads version {MODEL_FORMAT_VERSION}; "
-                "retrain with 'jetad train'"
-            )
+        return cls.from_payload(read_model_payload(path), path)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], path: str | Path) -> Detector:
+        """The detector stored in a model file's payload (see `read_model_payload`)."""
+        check_model_format(payload, path, MODEL_FORMAT, MODEL_FORMAT_VERSION, "model", "retrain with 'jetad train'")
         import jetad.detectors  # noqa: F401  (fills the registry)
 
         name = payload["detector"]
@@ -347,6 +359,15 @@ class TorchDetector(Detector):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.model_.parameters() if p.requires_grad)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickled (e.g. inside a saved search): run on the device this machine has, not the one it was fitted on."""
+        self.__dict__.update(state)
+        if "model_" in state:
+            from jetad.detectors.training import pick_device
+
+            self.device_ = pick_device(self.device)
+            self.model_.to(self.device_)
 
     def _get_state(self) -> dict[str, Any]:
         return {"model": {k: v.cpu() for k, v in self.model_.state_dict().items()}, "input_shape": self.input_shape_}

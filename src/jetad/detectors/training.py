@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from jetad.detectors.base import write_model_payload
 
 __all__ = ["History", "TrainingDiverged", "pick_device", "train_loop"]
 
@@ -50,12 +51,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
 
 
 def train_loop(
@@ -163,7 +158,7 @@ def train_loop(
         else:
             bad_epochs += 1
         if ckpt:
-            _save_checkpoint(ckpt, {
+            write_model_payload(ckpt, {
                 "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "history": history.to_dict(), "best_state": best_state, "bad_epochs": bad_epochs,

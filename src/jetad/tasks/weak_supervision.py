@@ -21,7 +21,6 @@ builds one by name.
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +29,7 @@ import numpy as np
 
 from jetad import __version__
 from jetad.data.sample import JetSample, SchemaError
-from jetad.detectors.base import read_model_payload
+from jetad.detectors.base import check_model_format, read_model_payload, write_model_payload
 from jetad.tasks.blackbox import dijet_features
 
 __all__ = [
@@ -45,6 +44,7 @@ __all__ = [
     "feature_sample",
     "fit_classifier",
     "is_search_file",
+    "load_model",
     "load_search",
     "make_search",
     "search_features",
@@ -474,19 +474,13 @@ class ResonantSearch:
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the fitted search (parameters and every fold model) atomically; `load_search` reads it back."""
-        import torch
-
         if not hasattr(self, "models_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(data) before save()")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"format": SEARCH_FORMAT, "format_version": SEARCH_FORMAT_VERSION, "jetad_version": __version__,
-                   "search": self.name, "params": self.get_params(),
-                   "state": {k: v for k, v in self._fitted_state().items() if k not in _AUDIT_ONLY}}
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        return write_model_payload(path, {
+            "format": SEARCH_FORMAT, "format_version": SEARCH_FORMAT_VERSION, "jetad_version": __version__,
+            "search": self.name, "params": self.get_params(),
+            "state": {k: v for k, v in self._fitted_state().items() if k not in _AUDIT_ONLY},
+        })
 
     def _fitted_state(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")}
@@ -516,26 +510,27 @@ def is_search_file(path: str | Path) -> bool:
 
 def load_search(path: str | Path) -> ResonantSearch:
     """A search saved with `ResonantSearch.save`; `score(sample)` then works on new events (fold-model mean)."""
-    path = Path(path)
+    return _search_from_payload(read_model_payload(path), path)
+
+
+def load_model(path: str | Path) -> Any:
+    """A saved detector or a saved search, whichever the file holds (read once); both have `score(sample)`."""
+    from jetad.detectors.base import Detector
+
     payload = read_model_payload(path)
-    if payload.get("format") != SEARCH_FORMAT:
-        raise SchemaError(f"{path}: not a saved jetad search (format {payload.get('format')!r})")
-    if payload.get("format_version") != SEARCH_FORMAT_VERSION:
-        raise SchemaError(f"{path}: search format version {payload.get('format_version')} (jetad "
-                          f"{payload.get('jetad_version')}), this jetad {__version__} reads version "
-                          f"{SEARCH_FORMAT_VERSION}; rerun 'jetad search'")
+    if payload.get("format") == SEARCH_FORMAT:
+        return _search_from_payload(payload, path)
+    return Detector.from_payload(payload, path)
+
+
+def _search_from_payload(payload: dict[str, Any], path: str | Path) -> ResonantSearch:
+    check_model_format(payload, path, SEARCH_FORMAT, SEARCH_FORMAT_VERSION, "search", "rerun 'jetad search'")
     try:
         search = make_search(payload["search"], **payload["params"])
     except (TypeError, ValueError) as err:
         raise SchemaError(f"{path}: saved search {payload.get('search')!r} does not match this jetad ({err})") from err
-    for k, v in payload["state"].items():
+    for k, v in payload["state"].items():  # fold detectors pick this machine's device as they are unpickled
         setattr(search, k, v)
-    from jetad.detectors.training import pick_device
-
-    for det in _detectors_in(search._fitted_state()):  # a search fitted on a GPU scores on whatever is here
-        if hasattr(det, "model_"):
-            det.device_ = pick_device(det.device)
-            det.model_.to(det.device_)
     return search
 
 
