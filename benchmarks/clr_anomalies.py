@@ -24,8 +24,8 @@ import torch
 
 from jetad.data import read_sample
 from jetad.detectors import make_detector
-from jetad.detectors.clr import linear_probe_auc
 from jetad.evaluate.metrics import auc
+from jetad.evaluate.probe import linear_probe_auc
 from jetad.generate.processes import default_config
 from jetad.generate.production import produce
 
@@ -62,7 +62,7 @@ def run_task(task: str, args: argparse.Namespace) -> dict:
         det.fit_nae(det._split(train, None)[0])
         s_b, s_s = det.scores(test_b), det.scores(test_s)
         out["auc"] |= {f"{name}/{k}": auc(s_s[k], s_b[k]) for k in s_b}
-        out["probe"][name] = linear_probe_auc(det, probe_s, probe_b, test_s, test_b)
+        out["probe"][name] = linear_probe_auc(*(det.representation(s) for s in (probe_s, probe_b, test_s, test_b)))
         out["invariance"][name] = det.invariance_report(test_b, np.random.default_rng(args.seed))
         print(f"  [{task}] {name}: {json.dumps({k: round(v, 3) for k, v in out['auc'].items() if k.startswith(name)})}"
               f" probe {out['probe'][name]}", flush=True)

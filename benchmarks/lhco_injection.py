@@ -40,8 +40,11 @@ from jetad.evaluate.bumphunt import bump_hunt
 from jetad.evaluate.metrics import auc, mass_sculpting, max_sic, sic_curve
 from jetad.generate.processes import default_config
 from jetad.generate.production import produce
-from jetad.tasks.weak_supervision import DEFAULT_SEARCH_FEATURES as FEATURES
-from jetad.tasks.weak_supervision import assign_folds, feature_sample, fit_classifier, make_search, search_features
+from jetad.searches import make_search
+from jetad.searches.base import assign_folds
+from jetad.searches.classifiers import fit_classifier
+from jetad.searches.inputs import DEFAULT_SEARCH_FEATURES as FEATURES
+from jetad.searches.inputs import feature_sample, search_features
 
 SIGNAL_REGION = (3300.0, 3700.0)
 FIT_RANGE = (3000.0, 6500.0)  # above the trigger turn-on (leading jet pT > 1.2 TeV: the spectrum peaks at 2.6 TeV)

@@ -25,7 +25,8 @@ from jetad.evaluate.bumphunt import (
     sample_dijet_spectrum,
     scan_windows,
 )
-from jetad.tasks.blackbox import blackbox_labels, dijet_features, make_blackbox, read_key
+from jetad.physics.dijet import dijet_features
+from jetad.tasks.blackbox import blackbox_labels, make_blackbox, read_key
 
 RANGE = (2500.0, 7000.0)
 BINS = 45

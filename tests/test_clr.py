@@ -8,8 +8,9 @@ import torch
 
 from jetad.data import JetSample
 from jetad.detectors import Detector
-from jetad.detectors.clr import AnomCLR, JetCLR, anomclr_loss, linear_probe_auc, nt_xent, pt_reweight
+from jetad.detectors.clr import AnomCLR, JetCLR, anomclr_loss, nt_xent, pt_reweight
 from jetad.evaluate.metrics import auc
+from jetad.evaluate.probe import linear_probe_auc
 
 SMALL = {"n_constituents": 24, "dim": 32, "epochs": 8, "batch_size": 64, "patience": 8, "nae_epochs": 4, "seed": 1}
 
@@ -122,8 +123,7 @@ def test_representation_ignores_constituent_order_and_padding(clr, data):
 
 
 def test_linear_probe_separates_the_toy_classes(clr):
-    probe = linear_probe_auc(clr, toy_jets(100, True, seed=7), toy_jets(100, seed=8), toy_jets(100, True, seed=9),
-                             toy_jets(100, seed=10))
+    probe = linear_probe_auc(*(clr.representation(toy_jets(100, s % 2 == 1, seed=s)) for s in (7, 8, 9, 10)))
     assert probe["auc"] > 0.7 and probe["inverse_mistag_50"] > 3.0
 
 

@@ -164,3 +164,21 @@ def test_same_seed_gives_identical_scores_and_an_interrupted_training_resumes(to
     assert "resuming" in caplog.text
     assert len(resumed.history_["logs"]["epoch"]) == 3
     np.testing.assert_array_equal(resumed.score(toy["off"]), reference)
+
+
+def test_exact_distance_of_equal_batches_is_the_assignment_with_pot_value_and_gradient():
+    import ot
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(48, 8, generator=gen, requires_grad=True)
+    y = torch.randn(48, 8, generator=gen, requires_grad=True)
+    ours = wasserstein_distance(x, y, "emd")
+    w = torch.full((48,), 1.0 / 48)
+    ref = ot.emd2(w, w, torch.cdist(x, y) ** 2, numItermax=1_000_000)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-6)
+    for a, b in zip(torch.autograd.grad(ours, (x, y)), torch.autograd.grad(ref, (x, y)), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # unequal sizes keep POT's solver
+        unequal = wasserstein_distance(x, y[:40], "emd")
+        ref = ot.emd2(w, torch.full((40,), 1 / 40), torch.cdist(x, y[:40]) ** 2)
+    assert unequal.item() == pytest.approx(ref.item())

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jetad.data.sample import JetSample
+from jetad.physics import reclustering
 from jetad.physics import substructure as sub
 from jetad.physics.features import FEATURE_DESCRIPTIONS, FEATURE_NAMES, compute_features, compute_features_for
 
@@ -377,3 +378,202 @@ def test_compute_features_reads_jet_r_and_adds_second_jet_columns():
     np.testing.assert_allclose(f["j2_tau1"], compute_features_for(cons2, mask2, r=1.0)["tau1"])
     assert not np.allclose(f["tau1"], compute_features_for(cons, mask, r=0.8)["tau1"])
     np.testing.assert_allclose(f["pt"], sample.jets[:, 0])
+
+
+@pytest.mark.parametrize("p", [40, 200])
+def test_trimmed_chunks_give_the_untrimmed_values_bit_for_bit(p):
+    """The multiplicity-sorted, padding-trimmed evaluation equals the plain padded one jet by jet (pT-sorted,
+    zero-padded jets as the schema stores them; P = 200 exercises numpy's two-level pairwise sums)."""
+    rng = np.random.default_rng(11)
+    c, mask = random_jets(rng, 60, p)
+    pt, eta, phi, e = (c[..., i].astype(np.float64) for i in range(4))
+    p4 = sub._four_momenta(pt, eta, phi, e, mask)
+    np.testing.assert_array_equal(sub.soft_drop_mass(pt, eta, phi, e, mask),
+                                  sub._soft_drop_mass_chunk(p4, mask, 0.1, 0.0, 0.8))
+    np.testing.assert_array_equal(sub.n_subjettiness(pt, eta, phi, e, mask),
+                                  sub._n_subjettiness_chunk(p4, mask, 3, 1.0, 0.8))
+    z, dr = sub._leading(pt, eta, phi, mask, 100)
+    for beta in (1.0, 0.5):
+        theta = dr**beta
+        np.testing.assert_array_equal(sub._triangle(z, theta), sub._triangle_dense(z, theta))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the compiled reclustering and the trimmed correlators equal the plain vectorized numpy evaluation bit for bit
+
+
+def numpy_cluster(p4, mask, kt_power, snapshots=()):
+    """The vectorized numpy engine that `reclustering.cluster` replaced (one numpy step per merging over all
+    jets), kept as the bit-for-bit reference: same nearest-neighbour bookkeeping, same numpy expressions."""
+    def angle2(y_a, phi_a, y_b, phi_b):
+        dphi = np.abs(phi_a - phi_b)
+        dphi = np.minimum(dphi, 2.0 * np.pi - dphi)
+        return (y_a - y_b) ** 2 + dphi**2
+
+    n_jets, n_part = mask.shape
+    jet = p4.sum(axis=1)
+    jet_phi = np.arctan2(jet[:, 1], jet[:, 0])
+    v = reclustering._rotate(np.asarray(p4, dtype=np.float64), -jet_phi)
+    active = mask.copy()
+    count = active.sum(axis=1)
+    pt, rap, phi = reclustering.pt_rap_phi(v)
+    w = np.where(active, pt ** (2 * kt_power), 1.0) if kt_power else np.ones_like(pt)
+    dist = angle2(rap[:, :, None], phi[:, :, None], rap[:, None, :], phi[:, None, :])
+    dist[~(active[:, :, None] & active[:, None, :])] = np.inf
+    dist[:, np.arange(n_part), np.arange(n_part)] = np.inf
+    nn_j = np.argmin(dist, axis=2)
+    nn_d = np.take_along_axis(dist, nn_j[..., None], axis=2)[..., 0]
+    node = np.broadcast_to(np.arange(n_part), (n_jets, n_part)).copy()
+    node_p4 = np.zeros((n_jets, 2 * n_part - 1, 4))
+    node_p4[:, :n_part] = v
+    children = np.full((n_jets, max(n_part - 1, 1), 2), -1, dtype=np.int64)
+    root = np.where(count > 0, np.argmax(active, axis=1), -1)
+    root = np.where(count >= 2, n_part + count - 2, root)
+    snaps = {n: (np.zeros((n_jets, n, 4)), np.zeros((n_jets, n), dtype=bool)) for n in snapshots}
+
+    def take_snapshot(rows, n):
+        order = np.argsort(~active[rows], axis=1, kind="stable")[:, :n]
+        snaps[n][0][rows, : order.shape[1]] = np.take_along_axis(v[rows], order[..., None], axis=1)
+        snaps[n][1][rows, : order.shape[1]] = np.take_along_axis(active[rows], order, axis=1)
+
+    for n in snapshots:
+        take_snapshot(np.flatnonzero(count <= n), n)
+    for step in range(n_part - 1):
+        g = np.flatnonzero(count >= 2)
+        if g.size == 0:
+            break
+        rows = np.arange(g.size)
+        i = np.argmin(w[g] * nn_d[g] if kt_power else nn_d[g], axis=1)
+        j = nn_j[g, i]
+        children[g, step, 0], children[g, step, 1] = node[g, i], node[g, j]
+        merged = v[g, i] + v[g, j]
+        v[g, i] = merged
+        node_p4[g, n_part + step] = merged
+        node[g, i] = n_part + step
+        active[g, j] = False
+        nn_d[g, j] = np.inf
+        count[g] -= 1
+        pt_i, rap_i, phi_i = reclustering.pt_rap_phi(merged)
+        pt[g, i], rap[g, i], phi[g, i] = pt_i, rap_i, phi_i
+        w[g, i] = pt_i ** (2 * kt_power) if kt_power else np.ones_like(pt_i)
+        act = active[g]
+        drow = angle2(rap[g], phi[g], rap_i[:, None], phi_i[:, None])
+        drow[~act] = np.inf
+        drow[rows, i] = np.inf
+        old_nn, old_d = nn_j[g], nn_d[g]
+        better = drow < old_d
+        nn_d[g] = np.where(better, drow, old_d)
+        nn_j[g] = np.where(better, i[:, None], old_nn)
+        nn_j[g, i] = np.argmin(drow, axis=1)
+        nn_d[g, i] = drow[rows, nn_j[g, i]]
+        stale = act & ((old_nn == i[:, None]) | (old_nn == j[:, None]))
+        stale[rows, i] = False
+        gb, kk = np.nonzero(stale)
+        if gb.size:
+            bb = g[gb]
+            full = angle2(rap[bb, kk][:, None], phi[bb, kk][:, None], rap[bb], phi[bb])
+            full[~active[bb]] = np.inf
+            full[np.arange(bb.size), kk] = np.inf
+            nn_j[bb, kk] = np.argmin(full, axis=1)
+            nn_d[bb, kk] = full[np.arange(bb.size), nn_j[bb, kk]]
+        for n in snapshots:
+            take_snapshot(g[count[g] == n], n)
+    node_p4 = reclustering._rotate(node_p4, jet_phi)
+    return node_p4, children, root, {n: (reclustering._rotate(p, jet_phi), ok) for n, (p, ok) in snaps.items()}
+
+
+def numpy_soft_drop_mass_chunk(p4, mask, z_cut, beta, r0):
+    """Soft-drop declustering one numpy step per depth over all jets (the reference of `follow_harder_branch`)."""
+    node_p4, children, root, _ = numpy_cluster(p4, mask, kt_power=0)
+    n_jets, n_part = mask.shape
+    current = root.copy()
+    done = current < n_part
+    for _ in range(n_part):
+        g = np.flatnonzero(~done)
+        if g.size == 0:
+            break
+        a, b = children[g, current[g] - n_part, 0], children[g, current[g] - n_part, 1]
+        pt_a, rap_a, phi_a = reclustering.pt_rap_phi(node_p4[g, a])
+        pt_b, rap_b, phi_b = reclustering.pt_rap_phi(node_p4[g, b])
+        dr = np.hypot(rap_a - rap_b, sub._wrap(phi_a - phi_b))
+        passed = np.minimum(pt_a, pt_b) / np.maximum(pt_a + pt_b, 1e-300) > z_cut * (dr / r0) ** beta
+        current[g] = np.where(passed, current[g], np.where(pt_a >= pt_b, a, b))
+        done[g] = passed | (current[g] < n_part)
+    groomed = node_p4[np.arange(n_jets), np.maximum(current, 0)]
+    return np.where(current >= 0, sub._mass(groomed), 0.0)
+
+
+def dense_leading(pt, eta, phi, mask, k):
+    """`sub._leading` with every (K, K) distance filled."""
+    pt, eta, phi = sub._masked(pt, mask), sub._masked(eta, mask), sub._wrap(sub._masked(phi, mask))
+    total = pt.sum(axis=1, keepdims=True)
+    if k is not None and pt.shape[1] > k:
+        order = np.argsort(-pt, axis=1, kind="stable")[:, :k]
+        pt, eta, phi = (np.take_along_axis(x, order, axis=1) for x in (pt, eta, phi))
+    return np.divide(pt, total, out=np.zeros_like(pt), where=total > 0), sub._distances(eta, phi)
+
+
+def dense_ecf(z, dr, beta):
+    theta = dr if beta == 1.0 else dr**beta
+    return 0.5 * np.einsum("bi,bij,bj->b", z, theta, z), sub._triangle_dense(z, theta) / 6.0
+
+
+def tied_jets(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Jets on a 0.1 x 0.1 tower grid with repeated pTs: many exactly equal pair distances."""
+    rng = np.random.default_rng(21)
+    cons, mask = random_jets(rng, n, 30)
+    cons[..., 1:3] = np.round(cons[..., 1:3], 1)
+    cons[..., 0] = np.round(cons[..., 0] / 5) * 5 + 1
+    cons[..., 3] = cons[..., 0] * np.cosh(cons[..., 1])
+    return np.where(mask[..., None], cons, 0.0).astype(np.float32), mask
+
+
+def jet_sets(qcd, top):
+    rng = np.random.default_rng(20)
+    yield "qcd", qcd.constituents, qcd.mask
+    yield "top", top.constituents, top.mask
+    yield "random P=40", *random_jets(rng, 80, 40, massive=True)
+    yield "random P=200", *random_jets(rng, 30, 200)
+    yield "ties", *tied_jets(60)
+
+
+def test_compiled_reclustering_equals_the_vectorized_numpy_engine_bit_for_bit(qcd, top):
+    for name, c, mask in jet_sets(qcd, top):
+        p4 = sub._four_momenta(*cols(c), mask)
+        for kt_power, snapshots in ((0, ()), (1, (1, 2, 3))):
+            got = reclustering.cluster(p4, mask, kt_power, snapshots)
+            want = numpy_cluster(p4, mask, kt_power, snapshots)
+            for a, b in zip(got[:3], want[:3], strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}, p = {kt_power}")
+            for n in snapshots:
+                np.testing.assert_array_equal(got[3][n][0], want[3][n][0], err_msg=f"{name}, {n} axes")
+                np.testing.assert_array_equal(got[3][n][1], want[3][n][1], err_msg=f"{name}, {n} axes")
+
+
+def float64_observables(c: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    pt, eta, phi, e = cols(c)
+    z, dr = sub._leading(pt, eta, phi, mask, 100)
+    out = {"sd_mass": sub.soft_drop_mass(pt, eta, phi, e, mask), "taus": sub.n_subjettiness(pt, eta, phi, e, mask)}
+    for beta in (1.0, 0.5):
+        out[f"e2_e3_b{beta}"] = np.stack(sub._ecf(z, dr, beta))
+    return out | sub._efp(z, dr)
+
+
+def test_features_equal_the_plain_numpy_evaluation_jet_by_jet_on_qcd_and_top_jets(qcd, top, monkeypatch):
+    """Every column of compute_features_for and the float64 observables behind them, bit for bit, against the
+    evaluation without compiled reclustering, without multiplicity trimming of the correlators and with every
+    (K, K) distance filled."""
+    sets = list(jet_sets(qcd, top))
+    fast = [(compute_features_for(c, mask), float64_observables(c, mask)) for _, c, mask in sets]
+    monkeypatch.setattr(sub, "cluster", numpy_cluster)
+    monkeypatch.setattr(sub, "_soft_drop_mass_chunk", numpy_soft_drop_mass_chunk)
+    monkeypatch.setattr(sub, "_leading", dense_leading)
+    monkeypatch.setattr(sub, "_ecf", dense_ecf)
+    monkeypatch.setattr(sub, "_efp", lambda z, dr: dict(zip(sub.EFP_GRAPHS, sub._efp_dense(z, dr), strict=True)))
+    monkeypatch.setattr(sub, "_triangle_by_width", sub._triangle_dense)
+    for (name, c, mask), (got, got64) in zip(sets, fast, strict=True):
+        want, want64 = compute_features_for(c, mask), float64_observables(c, mask)
+        for column in FEATURE_NAMES:
+            np.testing.assert_array_equal(got[column], want[column], err_msg=f"{name}: {column}")
+        for key in want64:
+            np.testing.assert_array_equal(got64[key], want64[key], err_msg=f"{name}: {key} (float64)")

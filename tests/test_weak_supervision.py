@@ -13,11 +13,13 @@ from threadpoolctl import threadpool_limits
 
 from jetad.data.sample import JetSample, SchemaError
 from jetad.evaluate.metrics import auc, max_sic
-from jetad.tasks.cathode import CathodeSearch
-from jetad.tasks.cwola import CWoLaHunting
-from jetad.tasks.quak import QUAK
-from jetad.tasks.tag_n_train import TagNTrain
-from jetad.tasks.weak_supervision import fit_classifier, make_search, search_features
+from jetad.searches import SEARCHES, make_search
+from jetad.searches.cathode import CathodeSearch
+from jetad.searches.classifiers import fit_classifier
+from jetad.searches.cwola import CWoLaHunting
+from jetad.searches.inputs import search_features
+from jetad.searches.quak import QUAK
+from jetad.searches.tag_n_train import TagNTrain
 
 SMALL_FLOW = {"transforms": 3, "hidden": (32, 32), "epochs": 15, "lr": 2e-3, "patience": 5}
 SMALL_AE = {"epochs": 10}
@@ -191,13 +193,40 @@ def test_quak_signal_prior_scores_signal_higher(injected):
     assert sr_auc(informed, injected, informed.scores_) > max(0.7, sr_auc(plain, injected, plain.scores_))
 
 
-@pytest.mark.parametrize("name", ["cwola", "cathode", "tag_n_train", "quak"])
+#: Fast settings of every registered search for the contract test (the zoo; a new search adds its line).
+SEARCH_ZOO = {"cwola": {}, "cathode": {"flow_params": SMALL_FLOW | {"epochs": 2}, "oversampling": 1},
+              "tag_n_train": {"ae_params": {"epochs": 2}}, "quak": {"ae_params": {"epochs": 2}}}
+
+
+def test_every_registered_search_is_in_the_zoo():
+    assert set(SEARCHES) == set(SEARCH_ZOO), sorted(SEARCHES)
+
+
+@pytest.mark.parametrize("name", sorted(SEARCH_ZOO))
+def test_search_contract(name):
+    """fit -> self, one finite score per event, the same seed gives the same scores, clear errors."""
+    data = toy_dijets(3000, 60, seed=7)
+    search = make_search(name, seed=3, n_folds=2, min_sideband_events=50, **SEARCH_ZOO[name])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        search.score(data)
+    assert search.fit(data) is search and search.is_fitted()
+    scores = search.score(data)
+    assert scores.shape == (len(data),) and np.isfinite(scores).all()
+    again = make_search(name, seed=3, n_folds=2, min_sideband_events=50, **SEARCH_ZOO[name]).fit(data)
+    np.testing.assert_array_equal(again.scores_, search.scores_)
+    assert make_search(name, **search.get_params()).get_params() == search.get_params()
+    with pytest.raises(SchemaError, match="empty sample"):
+        search.score(data[:0])
+    with pytest.raises(ValueError, match="unknown parameter"):
+        search.set_params(nonexistent=1)
+
+
+@pytest.mark.parametrize("name", sorted(SEARCH_ZOO))
 def test_a_saved_search_scores_like_the_fitted_one(name, tmp_path):
-    from jetad.tasks.weak_supervision import is_search_file, load_search
+    from jetad.searches import is_search_file, load_search
 
     data, new = toy_dijets(3000, 60, seed=7), toy_dijets(800, 40, seed=8)
-    params = {"cathode": {"flow_params": SMALL_FLOW | {"epochs": 2}, "oversampling": 1},
-              "tag_n_train": {"ae_params": {"epochs": 2}}, "quak": {"ae_params": {"epochs": 2}}}.get(name, {})
+    params = SEARCH_ZOO[name]
     search = make_search(name, seed=3, n_folds=2, min_sideband_events=50, **params).fit(data)
     path = search.save(tmp_path / "search.pt")
     assert is_search_file(path) and not (tmp_path / "search.pt.tmp").exists()
@@ -217,7 +246,7 @@ def torch_payload(path):
 
 
 def test_loading_a_non_search_file_is_a_clear_error(tmp_path):
-    from jetad.tasks.weak_supervision import is_search_file, load_search
+    from jetad.searches import is_search_file, load_search
 
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")

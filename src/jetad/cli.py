@@ -1,29 +1,88 @@
-"""The `jetad` command line: thin wrappers that parse options, call the library, and print."""
+"""The `jetad` command line: thin wrappers that parse options, call the library, and print.
+
+One validation layer serves every command. Options are checked as they are parsed, before any data are read:
+ranges and choices, input paths that must exist, outputs that must be writable, `--set` hyper-parameters against
+the constructor. Whatever still goes wrong becomes one line on stderr (`Commands.invoke`): exit 2 for a bad
+command line, 1 for bad data or a failed step; `jetad -v ...` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
+
+T = TypeVar("T")
+
+
+class Commands(TyperGroup):
+    """The jetad command group: an error in any command is one line on stderr, never a traceback (unless -v).
+
+    Exit 2, a bad command line: a value of the wrong type or out of range, not one of an option's choices, a
+    malformed or unknown `--set` hyper-parameter, options that contradict each other. Exit 1, everything else:
+    a missing, unreadable, malformed or unwritable file, a name that no registry or file has, a failed step.
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.TyperException as err:  # click's usage errors (exit 2) and other command-line errors
+            usage = getattr(err, "ctx", None) if err.exit_code == 2 else None
+            _print_error(err.format_message() + (f" (see '{usage.command_path} --help')" if usage else ""))
+            raise typer.Exit(err.exit_code) from None
+        except Exception as err:
+            if ctx.params.get("verbose"):
+                raise
+            _print_error(error_message(err))
+            raise typer.Exit(1) from None
+
+
+def error_message(err: BaseException) -> str:
+    """The one line a user sees for `err`: the library's message (it names the file and the fix), a system error
+    as 'file: reason', anything unexpected as a bug report hint."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}" + (f" -> {err.filename2}" if err.filename2 else "")
+    if isinstance(err, MemoryError):
+        return "out of memory; use a smaller --chunk-size, --n-max or fewer jets"
+    if isinstance(err, ImportError):
+        return f"{err} (an optional dependency is missing: pip install it)"
+    if isinstance(err, ValueError | OSError | RuntimeError):  # SchemaError is a ValueError, FitError a RuntimeError
+        return str(err) or type(err).__name__
+    return f"unexpected {type(err).__name__}: {err} (a jetad bug: rerun as 'jetad -v ...' for the traceback)"
+
+
+def _print_error(message: str) -> None:
+    typer.echo("error: " + " ".join(str(message).split()), err=True)
+
 
 app = typer.Typer(
+    cls=Commands,
     help="jetad: find new physics as anomalous jets (generate -> features -> detectors -> evaluation).",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
 console = Console()
 
 
 @contextmanager
-def progress_bar(description: str, total: int):
+def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
     """A rich progress bar; yields a callback(done, total) for the library."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
@@ -32,48 +91,229 @@ def progress_bar(description: str, total: int):
         yield lambda done, tot=total: bar.update(task, completed=done, total=tot)
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=1)
+# ------------------------------------------------------------------------------------------- validation
+
+
+def _name(param: typer.CallbackParam) -> str:
+    return max(param.opts, key=len) if param.param_type_name == "option" else (param.name or "argument").upper()
+
+
+def _paths(value: Any) -> list[Path]:
+    return [] if value is None else [Path(v) for v in value] if isinstance(value, list | tuple) else [Path(value)]
+
+
+def existing(kind: str = "file") -> Callable[..., Any]:
+    """Option callback: every path given exists; `kind` 'file', 'sample' (a file or shard directory) or 'dir'."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        for path in [] if ctx.resilient_parsing else _paths(value):
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such file or directory ({_name(param)})")
+            if kind == "file" and path.is_dir():
+                raise IsADirectoryError(f"{path}: is a directory; {_name(param)} takes a file")
+            if kind == "dir" and not path.is_dir():
+                raise NotADirectoryError(f"{path}: not a directory; {_name(param)} takes a directory")
+        return value
+
+    return check
+
+
+def writable(kind: str = "file") -> Callable[..., Any]:
+    """Option callback: each path can be written as a `kind` ('file', 'dir' or 'any'), checked before any work."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        for path in [] if ctx.resilient_parsing else _paths(value):
+            check_writable(path, _name(param), kind)
+        return value
+
+    return check
+
+
+def check_writable(path: Path, option: str, kind: str = "file") -> None:
+    """An OSError naming `path` and `option` unless `path` can be created or replaced as a `kind`.
+
+    The nearest existing ancestor must be a directory in which a file can be created (probed with a temporary
+    file, so read-only mounts, /proc and missing permissions are all caught, also for root).
+    """
+    if kind == "file" and path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; {option} takes a file name")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: is a file; {option} takes a directory")
+    base = path if path.is_dir() else path.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise NotADirectoryError(f"{path}: {base} is a file, not a directory; choose another {option}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".jetad-write-check-", dir=base)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise PermissionError(f"{path}: cannot write in {base} ({err.strerror or err}); choose another {option}") \
+            from None
+
+
+def number_in(low: float, high: float = math.inf, closed_high: bool = False) -> Callable[..., Any]:
+    """Option callback: each number given lies in (low, high), or (low, high] with `closed_high`; else exit 2."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        for v in [] if value is None else value if isinstance(value, list | tuple) else [value]:
+            if not (low < v < high or (closed_high and v == high)):
+                raise typer.BadParameter(f"{v:g} is not in the range ({low:g}, {high:g}{']' if closed_high else ')'}")
+        return value
+
+    return check
+
+
+positive = number_in(0.0)
+
+
+def check_choice(value: str | None, choices: tuple[str, ...] | list[str], option: str) -> None:
+    """A bad argument (exit 2) unless `value` is None or one of `choices`."""
+    if value is not None and value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=f"'{option}'")
+
+
+def check_not_input(out: Path | None, inputs: list[Path], option: str = "--out") -> None:
+    """A bad argument (exit 2) if output `out` is one of the inputs (writing it would destroy that input)."""
+    if out is not None and any(out.resolve() == Path(p).resolve() for p in inputs):
+        raise typer.BadParameter(f"{out} is also an input; writing there would destroy it", param_hint=f"'{option}'")
+
+
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """--set key=value pairs; values are parsed as JSON when they can be (numbers, lists, booleans), else strings."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise typer.BadParameter(f"expected key=value with a parameter name as key, got {pair!r}",
+                                     param_hint="'--set'")
+        if key in params:
+            raise typer.BadParameter(f"{key} is given twice", param_hint="'--set'")
+        try:
+            params[key] = json.loads(value)
+        except (ValueError, RecursionError):
+            params[key] = value
+    return params
+
+
+def build_estimator(name: str, registry: dict[str, Any], kind: str, build: Callable[[], T]) -> T:
+    """`build()` an estimator `name` of `registry`: an unknown name is an error (exit 1), a hyper-parameter the
+    constructor cannot take (unknown, of the wrong type, impossible) a bad `--set` (exit 2)."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))}")
+    try:
+        return build()
+    except (TypeError, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="'--set'") from None
+
+
+def make_checked_search(method: str, settings: list[str], **fixed: Any) -> Any:
+    """Search `method` with --set `settings` checked against its constructor; `fixed` are set by their own options."""
+    from jetad.detectors import check_params
+    from jetad.searches import SEARCHES, make_search
+
+    params = parse_settings(settings)
+
+    def build() -> Any:
+        clash = sorted(set(params) & set(fixed))
+        if clash:
+            raise ValueError(f"{clash[0]} is set by its own option, not --set")
+        check_params(SEARCHES[method], params, method)
+        return make_search(method, **fixed, **params)
+
+    return build_estimator(method, SEARCHES, "search", build)
+
+
+def _input_options(params: dict[str, Any], kind: str | None, feature_names: str | None) -> dict[str, Any]:
+    """`params` with --inputs / --features merged into its `inputs` spec."""
+    if kind or feature_names:
+        spec = params.get("inputs") or {}
+        if not isinstance(spec, dict):
+            raise typer.BadParameter(f"inputs must be a JSON object, got {spec!r}", param_hint="'--set'")
+        spec = spec | ({"kind": kind} if kind else {})
+        if feature_names:
+            spec["features"] = tuple(x.strip() for x in feature_names.split(",") if x.strip())
+        params = params | {"inputs": spec}
+    return params
+
+
+def _n_sig(value: str) -> str | int:
+    if value == "secret":
+        return value
+    if not value.isdigit():
+        raise typer.BadParameter(f"expected a number of events >= 0 or 'secret', got {value!r}")
+    return int(value)
+
+
+def _database(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    if value is not None and not ctx.resilient_parsing and "://" not in value.removeprefix("sqlite:///"):
+        check_writable(Path(value.removeprefix("sqlite:///")), "--db")
+    return value
+
+
+def read_jets(files: list[Path], n_max: int | None, constituents: bool) -> Any:
+    """The first `n_max` jets of each file, concatenated (sources and label names kept); an empty file is an error."""
+    from jetad.data import SchemaError, concatenate, read_sample
+
+    parts = [read_sample(f, stop=n_max, constituents=constituents) for f in files]
+    for f, part in zip(files, parts, strict=True):
+        if len(part) == 0:
+            raise SchemaError(f"{f}: no jets (an empty sample); give a file with jets")
+    if len(parts) == 1:
+        return parts[0]
+    sample = concatenate(parts)
+    sample.attrs |= {"source": " + ".join(map(str, files)),
+                     "label_names": {k: v for p in parts for k, v in p.attrs.get("label_names", {}).items()}}
+    return sample
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress; show error tracebacks.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+# --------------------------------------------------------------------------------------------- commands
 
 
 @app.command()
 def generate(
     process: str = typer.Argument(..., help="qcd | top | wz | svj | lhco-bkg | lhco-sig"),
-    n: int = typer.Option(1000, "-n", help="Rows: jets (jet processes) or events (lhco-*)."),
-    seed: int = typer.Option(1, "--seed", help="Seed; the same seed gives the same file."),
+    n: int = typer.Option(1000, "-n", min=1, help="Rows: jets (jet processes) or events (lhco-*)."),
+    seed: int = typer.Option(1, "--seed", min=0, help="Seed; the same seed gives the same file."),
     out: Path = typer.Option(..., "-o", "--out", help="Output .h5 (or shard directory when n > shard size)."),
-    jet_r: float | None = typer.Option(None, "--jet-r", help="Anti-kT radius (default 0.8; lhco 1.0)."),
-    pt_min: float | None = typer.Option(None, "--pt-min", help="Jet pT window low edge [GeV]."),
-    pt_max: float | None = typer.Option(None, "--pt-max", help="Jet pT window high edge [GeV]."),
-    eta_max: float | None = typer.Option(None, "--eta-max", help="Jet |eta| acceptance."),
+    jet_r: float | None = typer.Option(None, "--jet-r", callback=positive, help="Anti-kT radius (default 0.8; "
+                                       "lhco 1.0)."),
+    pt_min: float | None = typer.Option(None, "--pt-min", min=0, help="Jet pT window low edge [GeV]."),
+    pt_max: float | None = typer.Option(None, "--pt-max", callback=positive, help="Jet pT window high edge [GeV]."),
+    eta_max: float | None = typer.Option(None, "--eta-max", callback=positive, help="Jet |eta| acceptance."),
     mpi: bool = typer.Option(True, "--mpi/--no-mpi", help="Multiparton interactions."),
     detector: str = typer.Option("delphes-like", "--detector", help="none | delphes-like"),
-    n_constituents: int | None = typer.Option(None, "--n-constituents", help="Constituents kept per jet."),
+    n_constituents: int | None = typer.Option(None, "--n-constituents", min=1, help="Constituents kept per jet."),
     match: bool = typer.Option(True, "--match/--no-match", help="Require truth-parton matching (top, wz, svj)."),
-    m_med: float = typer.Option(2000.0, "--m-med", help="SVJ: Z' mediator mass [GeV]."),
-    r_inv: float = typer.Option(0.3, "--r-inv", help="SVJ: invisible fraction of dark-hadron decays."),
-    m_dark: float = typer.Option(20.0, "--m-dark", help="SVJ: dark meson mass [GeV]."),
-    lambda_dark: float | None = typer.Option(None, "--lambda", help="SVJ: dark confinement scale (3.2 m_dark^0.8)."),
-    m_wprime: float = typer.Option(3500.0, "--m-wprime", help="lhco-sig: W' mass [GeV]."),
-    m_x: float = typer.Option(500.0, "--m-x", help="lhco-sig: X mass [GeV]."),
-    m_y: float = typer.Option(100.0, "--m-y", help="lhco-sig: Y mass [GeV]."),
-    shard_size: int = typer.Option(10_000, "--shard-size", help="Rows per shard file."),
-    workers: int = typer.Option(1, "--workers", help="Dask LocalCluster worker processes."),
+    m_med: float = typer.Option(2000.0, "--m-med", callback=positive, help="SVJ: Z' mediator mass [GeV]."),
+    r_inv: float = typer.Option(0.3, "--r-inv", min=0, max=1, help="SVJ: invisible fraction of dark-hadron decays."),
+    m_dark: float = typer.Option(20.0, "--m-dark", callback=positive, help="SVJ: dark meson mass [GeV]."),
+    lambda_dark: float | None = typer.Option(None, "--lambda", callback=positive,
+                                             help="SVJ: dark confinement scale (3.2 m_dark^0.8)."),
+    m_wprime: float = typer.Option(3500.0, "--m-wprime", callback=positive, help="lhco-sig: W' mass [GeV]."),
+    m_x: float = typer.Option(500.0, "--m-x", callback=positive, help="lhco-sig: X mass [GeV]."),
+    m_y: float = typer.Option(100.0, "--m-y", callback=positive, help="lhco-sig: Y mass [GeV]."),
+    shard_size: int = typer.Option(10_000, "--shard-size", min=1, help="Rows per shard file."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Dask LocalCluster worker processes."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a dask.distributed scheduler."),
     features: bool = typer.Option(True, "--features/--no-features", help="Compute substructure features."),
 ) -> None:
     """Generate jets with Pythia 8 + FastJet (+ fast detector) into the jetad HDF5 schema."""
+    from jetad.generate.detector import DETECTORS
     from jetad.generate.processes import PROCESSES, default_config
     from jetad.generate.production import produce
 
+    check_choice(detector, DETECTORS, "--detector")
+    check_writable(out, "--out", "file" if n <= shard_size else "dir")
     if process not in PROCESSES:
-        _fail(f"unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
+        raise ValueError(f"unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
     options: dict = {}
     if process == "svj":
         options = {"m_med": m_med, "r_inv": r_inv, "m_dark": m_dark}
@@ -81,70 +321,66 @@ def generate(
             options["lambda_dark"] = lambda_dark
     elif process == "lhco-sig":
         options = {"m_wprime": m_wprime, "m_x": m_x, "m_y": m_y}
+        if m_x + m_y >= m_wprime:
+            raise typer.BadParameter(f"X + Y = {m_x + m_y:g} GeV must be below the W' mass {m_wprime:g} GeV",
+                                     param_hint="'--m-x'/'--m-y'/'--m-wprime'")
     cfg = default_config(process, jet_r=jet_r, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, mpi=mpi,
                          detector=detector, n_constituents=n_constituents, match=match, options=options)
+    if not cfg.pt_min < cfg.pt_max:
+        raise typer.BadParameter(f"the jet pT window [{cfg.pt_min:g}, {cfg.pt_max:g}] GeV is empty; need "
+                                 "--pt-min < --pt-max", param_hint="'--pt-min'/'--pt-max'")
     t0 = time.perf_counter()
-    try:
-        with progress_bar(f"generate {process}", n) as cb:
-            path = produce(cfg, n, seed, out, shard_size=shard_size, workers=workers, scheduler=scheduler,
-                           features=features, progress=cb)
-    except (ValueError, RuntimeError, FileExistsError) as err:
-        _fail(str(err))
-    dt = time.perf_counter() - t0
-    console.print(f"wrote {n} rows of {process} to [bold]{path}[/bold] in {dt:.1f} s")
+    with progress_bar(f"generate {process}", n) as cb:
+        path = produce(cfg, n, seed, out, shard_size=shard_size, workers=workers, scheduler=scheduler,
+                       features=features, progress=cb)
+    console.print(f"wrote {n} rows of {process} to [bold]{path}[/bold] in {time.perf_counter() - t0:.1f} s")
 
 
 @app.command()
 def features(
-    src: Path = typer.Argument(..., help="jetad file or shard directory."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="Write a copy with features (default: in place)."),
-    chunk_size: int = typer.Option(20_000, "--chunk-size", help="Jets per chunk (bounds memory)."),
+    src: Path = typer.Argument(..., callback=existing("sample"), help="jetad file or shard directory."),
+    out: Path | None = typer.Option(None, "-o", "--out", callback=writable(),
+                                    help="Write a copy with features (default: in place)."),
+    chunk_size: int = typer.Option(20_000, "--chunk-size", min=1, help="Jets per chunk (bounds memory)."),
 ) -> None:
     """Compute substructure features (soft-drop mass, N-subjettiness, ECFs, EFPs, pT^D, axes)."""
-    from jetad.data import SchemaError, sample_info
+    from jetad.data import sample_info
     from jetad.physics.feature_files import write_features
 
-    try:
-        total = sample_info(src).n_jets
-        with progress_bar("features", total) as cb:
-            path = write_features(src, out, chunk_size=chunk_size, progress=cb)
-    except (SchemaError, FileNotFoundError) as err:
-        _fail(str(err))
+    with progress_bar("features", sample_info(src).n_jets) as cb:
+        path = write_features(src, out, chunk_size=chunk_size, progress=cb)
     console.print(f"features written to [bold]{path}[/bold]")
 
 
 @app.command()
 def convert(
-    src: Path = typer.Argument(..., help="Public-format file: LHC Olympics HDF5, top-tagging HDF5, NanoAOD ROOT."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output jetad .h5"),
+    src: Path = typer.Argument(..., callback=existing(), help="Public-format file: LHC Olympics HDF5, top-tagging "
+                               "HDF5, NanoAOD ROOT."),
+    out: Path = typer.Option(..., "-o", "--out", callback=writable(), help="Output jetad .h5"),
     fmt: str | None = typer.Option(None, "--format", help="lhco | toptag | nanoaod (default: detect)."),
-    chunk_size: int = typer.Option(50_000, "--chunk-size", help="Rows per chunk."),
+    chunk_size: int = typer.Option(50_000, "--chunk-size", min=1, help="Rows per chunk."),
 ) -> None:
     """Convert a public dataset into the jetad schema, streaming in chunks."""
-    from jetad.data import SchemaError
+    from jetad.data.formats import FORMATS
     from jetad.data.formats import convert as convert_file
 
-    try:
-        with progress_bar(f"convert {src.name}", 1) as cb:
-            path = convert_file(src, out, fmt=fmt, chunk_size=chunk_size, progress=cb)
-    except (SchemaError, FileNotFoundError) as err:
-        _fail(str(err))
+    check_choice(fmt, FORMATS, "--format")
+    check_not_input(out, [src])
+    with progress_bar(f"convert {src.name}", 1) as cb:
+        path = convert_file(src, out, fmt=fmt, chunk_size=chunk_size, progress=cb)
     console.print(f"converted {src} -> [bold]{path}[/bold]")
 
 
 @app.command()
 def inspect(
-    files: list[Path] = typer.Argument(..., help="One or more jetad files (overlaid in the plot)."),
-    plot: Path | None = typer.Option(None, "--plot", help="PNG of the standard distributions."),
+    files: list[Path] = typer.Argument(..., callback=existing("sample"),
+                                       help="One or more jetad files (overlaid in the plot)."),
+    plot: Path | None = typer.Option(None, "--plot", callback=writable(), help="PNG of the standard distributions."),
 ) -> None:
     """Summarise files: counts, provenance, feature quantiles; plot the standard distributions."""
-    from jetad.data import SchemaError
     from jetad.evaluate.inspect import QUANTILES, plot_distributions, summarize
 
-    try:
-        summaries = [summarize(f) for f in files]
-    except (SchemaError, FileNotFoundError) as err:
-        _fail(str(err))
+    summaries = [summarize(f) for f in files]
     for s in summaries:
         console.rule(f"[bold]{s.path}")
         console.print(f"{s.n_jets} rows in {s.n_shards} file(s), P = {s.n_constituents}, labels {s.labels}")
@@ -159,42 +395,40 @@ def inspect(
             table.add_row(name, *[f"{q:.4g}" for q in qs])
         console.print(table)
     if plot:
-        path = plot_distributions(summaries, plot)
-        console.print(f"plot: [bold]{path}[/bold]")
+        console.print(f"plot: [bold]{plot_distributions(summaries, plot)}[/bold]")
 
 
 @app.command()
 def search(
     method: str = typer.Argument(..., help="cwola | cathode | tag_n_train | quak"),
-    data: Path = typer.Argument(..., help="Dijet events (a converted black box, or lhco-bkg/lhco-sig files)."),
-    sr_low: float = typer.Option(3300.0, "--sr-low", help="Signal region low edge in mjj [GeV]."),
-    sr_high: float = typer.Option(3700.0, "--sr-high", help="Signal region high edge in mjj [GeV]."),
+    data: Path = typer.Argument(..., callback=existing("sample"),
+                                help="Dijet events (a converted black box, or lhco-bkg/lhco-sig files)."),
+    sr_low: float = typer.Option(3300.0, "--sr-low", callback=positive, help="Signal region low edge in mjj [GeV]."),
+    sr_high: float = typer.Option(3700.0, "--sr-high", callback=positive, help="Signal region high edge [GeV]."),
     settings: list[str] = typer.Option([], "--set", help="Search parameter key=value (repeatable)."),
-    seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(..., "-o", "--out", help="Score file (feed it to 'jetad bumphunt')."),
-    save: Path | None = typer.Option(None, "--save", help="Also save the fitted search ('jetad score' reads it)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    out: Path = typer.Option(..., "-o", "--out", callback=writable(), help="Score file (feed it to 'jetad bumphunt')."),
+    save: Path | None = typer.Option(None, "--save", callback=writable(),
+                                     help="Also save the fitted search ('jetad score' reads it)."),
 ) -> None:
     """Weakly supervised resonant search on the data itself; writes per-event scores with mjj for the bump hunt."""
-    from jetad.data import SchemaError, read_sample
+    from jetad.data import read_sample
     from jetad.data.scores import ScoreTable, observers_of, write_scores
-    from jetad.tasks.weak_supervision import make_search
 
-    try:
-        sample = read_sample(data, constituents=False)
-        with console.status(f"{method}: fitting on {len(sample)} events"):
-            found = make_search(method, signal_region=(sr_low, sr_high), seed=seed, **parse_settings(settings))
-            scores = found.fit_score(sample)
-    except (SchemaError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+    if not sr_low < sr_high:
+        raise typer.BadParameter(f"empty signal region [{sr_low:g}, {sr_high:g}] GeV", param_hint="'--sr-low'")
+    check_not_input(out, [data])
+    check_not_input(save, [data, out], "--save")
+    found = make_checked_search(method, settings, signal_region=(sr_low, sr_high), seed=seed)
+    sample = read_sample(data, constituents=False)
+    with console.status(f"{method}: fitting on {len(sample)} events"):
+        scores = found.fit_score(sample)
     table = ScoreTable(score=scores, label=sample.label, weight=sample.weight,
                        source=np.zeros(len(sample), np.int16), sources=[str(data)], observers=observers_of(sample),
                        attrs={"detector": method, "params": found.get_params()})
     write_scores(out, table)
     if save is not None:
-        try:
-            found.save(save)
-        except OSError as err:
-            _fail(f"{save}: cannot save the fitted search ({err})")
+        found.save(save)
         console.print(f"fitted search saved -> [bold]{save}[/bold] (score other files with 'jetad score {save} ...')")
     console.print(f"{method}: scored {len(scores)} events ({int(found.signal_region_.sum())} in the signal region) "
                   f"-> [bold]{out}[/bold]; next: jetad bumphunt {out}")
@@ -202,87 +436,85 @@ def search(
 
 @app.command()
 def bumphunt(
-    scores: Path = typer.Argument(..., help="Score file of dijet events (from 'jetad score'), with the mjj observer."),
-    eps: list[float] = typer.Option([1.0, 0.1, 0.01], "--cut", help="Background-efficiency cuts on the score."),
-    width: float = typer.Option(0.1, "--width", help="Signal-window width as a fraction of its centre."),
-    bins: int = typer.Option(40, "--bins", help="mjj bins of the background fit."),
-    mjj_min: float | None = typer.Option(None, "--mjj-min", help="Fit range low edge [GeV] (default: data)."),
-    mjj_max: float | None = typer.Option(None, "--mjj-max", help="Fit range high edge [GeV]."),
-    toys: int = typer.Option(0, "--toys", help="Background-only toys for the look-elsewhere effect."),
-    seed: int = typer.Option(0, "--seed"),
-    out: Path = typer.Option(Path("bumphunt"), "-o", "--out", help="Directory for bumphunt.json and plots."),
+    scores: Path = typer.Argument(..., callback=existing(),
+                                  help="Score file of dijet events (from 'jetad score'), with the mjj observer."),
+    eps: list[float] = typer.Option([1.0, 0.1, 0.01], "--cut", callback=number_in(0, 1, closed_high=True),
+                                    help="Background-efficiency cuts on the score, in (0, 1]."),
+    width: float = typer.Option(0.1, "--width", callback=number_in(0, 1),
+                                help="Signal-window width as a fraction of its centre, in (0, 1)."),
+    bins: int = typer.Option(40, "--bins", min=1, help="mjj bins of the background fit."),
+    mjj_min: float | None = typer.Option(None, "--mjj-min", callback=positive,
+                                         help="Fit range low edge [GeV] (default: data)."),
+    mjj_max: float | None = typer.Option(None, "--mjj-max", callback=positive,
+                                         help="Fit range high edge [GeV] (default: data)."),
+    toys: int = typer.Option(0, "--toys", min=0, help="Background-only toys for the look-elsewhere effect."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    out: Path = typer.Option(Path("bumphunt"), "-o", "--out", callback=writable("dir"),
+                             help="Directory for bumphunt.json and plots."),
 ) -> None:
     """Fit mjj with the dijet function after score cuts, scan windows, report local/global significance."""
     from jetad.data import SchemaError
     from jetad.data.scores import read_scores
-    from jetad.evaluate.bumphunt import FitError, bump_hunt, plot_bumphunt, plot_significance_scan
+    from jetad.evaluate.bumphunt import bump_hunt
+    from jetad.evaluate.report_files import write_bumphunt
 
-    try:
-        table = read_scores(scores)
-        if "mjj" not in table.observers:
-            _fail(f"{scores}: no mjj observer; score dijet files (lhco-bkg / lhco-sig / converted LHCO boxes)")
-        mass_range = (mjj_min, mjj_max) if mjj_min is not None and mjj_max is not None else None
-        results = bump_hunt(table.observers["mjj"], table.score, efficiencies=tuple(eps), weights=table.weight,
-                            width_fraction=width, bins=bins, range=mass_range, n_toys=toys, seed=seed)
-    except (SchemaError, FileNotFoundError, FitError, ValueError) as err:
-        _fail(str(err))
-    out.mkdir(parents=True, exist_ok=True)
-    caption = f"{scores.name}: {table.attrs.get('detector', '?')}, {len(table.score)} events, seed {seed}"
+    if mjj_min is not None and mjj_max is not None and not mjj_min < mjj_max:
+        raise typer.BadParameter(f"empty fit range [{mjj_min:g}, {mjj_max:g}] GeV", param_hint="'--mjj-min'")
+    table = read_scores(scores)
+    if "mjj" not in table.observers:
+        raise SchemaError(f"{scores}: no mjj observer; score dijet files (lhco-bkg / lhco-sig / converted LHCO boxes)")
+    results = bump_hunt(table.observers["mjj"], table.score, efficiencies=tuple(eps), weights=table.weight,
+                        width_fraction=width, bins=bins, range=(mjj_min, mjj_max), n_toys=toys, seed=seed)
+    write_bumphunt(results, out, caption=f"{scores.name}: {table.attrs.get('detector', '?')}, {len(table.score)} "
+                                         f"events, seed {seed}")
     tab = Table("eps_B cut", "best window [GeV]", "local Z", "signal yield", "global p", title="bump hunt")
     for e, r in results.items():
-        plot_bumphunt(r, out / f"bumphunt_eps{e:g}.png", caption=caption)
         sm = r.summary()
         window = f"{sm['best_window_gev'][0]:.0f}-{sm['best_window_gev'][1]:.0f}"
         tab.add_row(f"{e:g}", window, f"{r.max_z:.2f}", f"{sm['signal_yield']:.0f} ± {sm['signal_yield_err']:.0f}",
                     f"{sm['global_p']:.3g}" if sm["n_toys"] else "-")
-    plot_significance_scan(results, out / "significance_scan.png", caption=caption)
-    (out / "bumphunt.json").write_text(json.dumps({f"{e:g}": r.summary() for e, r in results.items()}, indent=1,
-                                                  default=str))
     console.print(tab)
     console.print(f"plots and bumphunt.json in [bold]{out}/[/bold]")
 
 
 @app.command()
 def blackbox(
-    background: Path = typer.Argument(..., help="QCD dijet jetad file (from 'jetad generate lhco-bkg')."),
-    signal: Path | None = typer.Option(None, "--signal", help="Signal dijet file (from 'jetad generate lhco-sig')."),
-    n_bkg: int = typer.Option(..., "--n-bkg", help="Events in the box (background rows, or all rows if secret)."),
-    n_sig: str = typer.Option("0", "--n-sig", help="Injected signal events, or 'secret' (drawn, stored in the key)."),
-    out: Path = typer.Option(..., "-o", "--out", help="Black box HDF5 (LHC Olympics layout, no labels)."),
-    key: Path | None = typer.Option(None, "--key", help="Truth key file (default: OUT.key.json)."),
-    seed: int = typer.Option(0, "--seed"),
+    background: Path = typer.Argument(..., callback=existing("sample"),
+                                      help="QCD dijet jetad file (from 'jetad generate lhco-bkg')."),
+    signal: Path | None = typer.Option(None, "--signal", callback=existing("sample"),
+                                       help="Signal dijet file (from 'jetad generate lhco-sig')."),
+    n_bkg: int = typer.Option(..., "--n-bkg", min=0,
+                              help="Events in the box (background rows, or all rows if secret)."),
+    n_sig: str = typer.Option("0", "--n-sig", parser=_n_sig,
+                              help="Injected signal events, or 'secret' (drawn, stored in the key)."),
+    out: Path = typer.Option(..., "-o", "--out", callback=writable(), help="Black box HDF5 (LHC Olympics layout)."),
+    key: Path | None = typer.Option(None, "--key", callback=writable(), help="Truth key file (default: OUT.key.json)."),
+    seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
     """Mix QCD dijets with an injected signal into an LHC-Olympics-style black box, truth kept separately."""
-    from jetad.data import SchemaError
-    from jetad.tasks.blackbox import make_blackbox
+    from jetad.tasks.blackbox import key_path, make_blackbox
 
-    try:
-        count = n_sig if n_sig == "secret" else int(n_sig)
-        path = make_blackbox(background, signal, n_bkg, count, out, key_out=key, seed=seed)
-    except (SchemaError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
-    console.print(f"black box [bold]{path}[/bold] (truth in {key or str(out) + '.key.json'}); "
+    path = make_blackbox(background, signal, n_bkg, n_sig, out, key_out=key, seed=seed)
+    console.print(f"black box [bold]{path}[/bold] (truth in {key_path(out, key)}); "
                   f"convert it with 'jetad convert {path} -o box.h5'")
 
 
 @app.command()
 def export(
-    model: Path = typer.Argument(..., help="Model file from 'jetad train'."),
-    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (model inputs -> anomaly score)."),
-    sample: Path | None = typer.Option(None, "--sample", help="Jets to check ONNX Runtime against PyTorch and time."),
+    model: Path = typer.Argument(..., callback=existing(), help="Model file from 'jetad train'."),
+    onnx: Path = typer.Option(..., "--onnx", callback=writable(),
+                              help="ONNX file to write (model inputs -> anomaly score)."),
+    sample: Path | None = typer.Option(None, "--sample", callback=existing("sample"),
+                                       help="Jets to check ONNX Runtime against PyTorch and time."),
 ) -> None:
     """Export a neural detector to ONNX; with --sample, check the scores and report latency and throughput."""
-    import numpy as np
-
-    from jetad.data import SchemaError, read_sample
+    from jetad.data import read_sample
     from jetad.detectors import Detector
     from jetad.detectors.export import export_onnx, onnx_inputs, onnx_latency
 
-    try:
-        det = Detector.load(model)
-        path = export_onnx(det, onnx)
-    except (SchemaError, FileNotFoundError, NotImplementedError) as err:
-        _fail(str(err))
+    check_not_input(onnx, [model, *([sample] if sample else [])], "--onnx")
+    det = Detector.load(model)
+    path = export_onnx(det, onnx)
     console.print(f"ONNX model: [bold]{path}[/bold] ({det.n_parameters()} parameters)")
     if sample is not None:
         import onnxruntime as ort
@@ -306,23 +538,26 @@ def benchmark(
     tasks: str = typer.Option("top-vs-qcd", "--tasks", help="Comma-separated task names ('all' for every task)."),
     methods: str = typer.Option("ae,vae,flow,emd,nae,wnae", "--methods", help="Comma-separated detector names."),
     size: str = typer.Option("small", "--size", help="small | full"),
-    workdir: Path = typer.Option(Path("bench-out/benchmark"), "--workdir", help="Samples, results, report."),
-    db: str | None = typer.Option(None, "--db", help="SQLite file or sqlite:///URL (default WORKDIR/results.sqlite)."),
-    seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(1, "--workers", help="Dask worker processes for sample generation."),
+    workdir: Path = typer.Option(Path("bench-out/benchmark"), "--workdir", callback=writable("dir"),
+                                 help="Samples, results, report."),
+    db: str | None = typer.Option(None, "--db", callback=_database,
+                                  help="SQLite file or sqlite:///URL (default WORKDIR/results.sqlite)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    workers: int = typer.Option(1, "--workers", min=1, help="Dask worker processes for sample generation."),
     report_html: bool = typer.Option(True, "--report/--no-report", help="Write WORKDIR/report.html at the end."),
 ) -> None:
     """Every detector on every named task: a leaderboard (CSV, markdown, SQLite), resumable cell by cell."""
     from jetad.evaluate.report import write_report
     from jetad.tasks.benchmark import run_benchmark
-    from jetad.tasks.registry import TASKS
+    from jetad.tasks.registry import SIZES, TASKS
 
-    names = list(TASKS) if tasks == "all" else [t.strip() for t in tasks.split(",")]
-    try:
-        rows = run_benchmark(names, [m.strip() for m in methods.split(",")], size=size, workdir=workdir, db=db,
-                             seed=seed, workers=workers, progress=lambda msg: console.print(f"[cyan]>>[/cyan] {msg}"))
-    except ValueError as err:
-        _fail(str(err))
+    check_choice(size, SIZES, "--size")
+    names = list(TASKS) if tasks == "all" else [t.strip() for t in tasks.split(",") if t.strip()]
+    method_names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names or not method_names:
+        raise typer.BadParameter("give at least one task and one method", param_hint="'--tasks'/'--methods'")
+    rows = run_benchmark(names, method_names, size=size, workdir=workdir, db=db, seed=seed, workers=workers,
+                         progress=lambda msg: console.print(f"[cyan]>>[/cyan] {msg}"))
     tab = Table("task", "method", "signal", "status", "AUC", "max SIC", "1/eps_B@0.3", "jets/s", title="benchmark")
     for r in rows:
         auc_v = r.get("auc")
@@ -337,30 +572,30 @@ def benchmark(
 
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory (jetad demo output, or evaluations + samples + models)."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="HTML file (default RUN_DIR/report.html)."),
+    run_dir: Path = typer.Argument(..., callback=existing("dir"),
+                                   help="A run directory (jetad demo output, or evaluations + samples + models)."),
+    out: Path | None = typer.Option(None, "-o", "--out", callback=writable(),
+                                    help="HTML file (default RUN_DIR/report.html)."),
     title: str = typer.Option("jetad report", "--title"),
-    png: Path | None = typer.Option(None, "--screenshot", help="Also render the page to this PNG (headless chromium)."),
+    png: Path | None = typer.Option(None, "--screenshot", callback=writable(),
+                                    help="Also render the page to this PNG (headless chromium)."),
 ) -> None:
     """One self-contained HTML report: leaderboard, ROC/SIC/sculpting plots, training curves, sample provenance."""
     from jetad.evaluate.report import screenshot, write_report
 
-    if not run_dir.is_dir():
-        _fail(f"{run_dir}: not a directory")
+    if out is None:
+        check_writable(run_dir / "report.html", "RUN_DIR")
     path = write_report(run_dir, out, title=title, command="jetad report " + str(run_dir))
     console.print(f"report: [bold]{path}[/bold] (open it in any browser, offline)")
     if png:
-        try:
-            console.print(f"screenshot: {screenshot(path, png)}")
-        except RuntimeError as err:
-            _fail(str(err))
+        console.print(f"screenshot: {screenshot(path, png)}")
 
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo"), "-o", "--out", help="Output directory."),
-    n: int = typer.Option(400, "-n", help="Jets per sample (QCD gets twice as many: train + test)."),
-    seed: int = typer.Option(1, "--seed"),
+    out: Path = typer.Option(Path("demo"), "-o", "--out", callback=writable("dir"), help="Output directory."),
+    n: int = typer.Option(400, "-n", min=10, help="Jets per sample, >= 10 (QCD gets twice: train + test)."),
+    seed: int = typer.Option(1, "--seed", min=0),
 ) -> None:
     """The main job on a small default: generate QCD/top/W-Z, train detectors on QCD, evaluate top vs QCD."""
     from jetad.tasks.demo import run_demo
@@ -377,62 +612,40 @@ def demo(
                   f"{time.perf_counter() - t0:.0f} s)")
 
 
-def parse_settings(pairs: list[str]) -> dict:
-    """--set key=value pairs; values are parsed as JSON when they can be (numbers, lists, booleans)."""
-    params = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise typer.BadParameter(f"--set expects key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return params
-
-
 @app.command()
 def train(
     method: str = typer.Argument(..., help="Detector: ae | vae | nae | wnae | flow | emd | ..."),
-    train_files: list[Path] = typer.Option(..., "--train", help="Background jets (repeat to combine files)."),
-    val_file: Path | None = typer.Option(None, "--val", help="Background validation jets (default: a split)."),
+    train_files: list[Path] = typer.Option(..., "--train", callback=existing("sample"),
+                                           help="Background jets (repeat to combine files)."),
+    val_file: Path | None = typer.Option(None, "--val", callback=existing("sample"),
+                                         help="Background validation jets (default: a split)."),
     inputs: str | None = typer.Option(None, "--inputs", help="features | images | constituents"),
     feature_names: str | None = typer.Option(None, "--features", help="Comma-separated feature columns."),
     settings: list[str] = typer.Option([], "--set", help="Hyper-parameter key=value (repeatable)."),
-    n_max: int | None = typer.Option(None, "--n-max", help="Use at most this many training jets."),
-    out: Path = typer.Option(..., "-o", "--out", help="Model file to write."),
+    n_max: int | None = typer.Option(None, "--n-max", min=1, help="Use at most this many training jets."),
+    out: Path = typer.Option(..., "-o", "--out", callback=writable(), help="Model file to write."),
 ) -> None:
     """Fit a detector on background jets; resumable (a checkpoint sits next to the model until it is done)."""
-    from jetad.data import SchemaError, concatenate, read_sample
-    from jetad.detectors import make_detector
+    from jetad.detectors import REGISTRY, make_detector
+    from jetad.detectors.inputs import INPUT_KINDS
 
-    params = parse_settings(settings)
-    spec = dict(params.pop("inputs", {}) or {})
-    if inputs:
-        spec["kind"] = inputs
-    if feature_names:
-        spec["features"] = tuple(x.strip() for x in feature_names.split(","))
-    try:
-        det = make_detector(method, **params, **({"inputs": spec} if spec else {}))
-        if hasattr(det, "checkpoint") and det.checkpoint is None:
-            det.checkpoint = str(out) + ".ckpt"
-        needs_constituents = det._input_spec().kind != "features"
-        parts = [read_sample(f, stop=n_max, constituents=needs_constituents) for f in train_files]
-        train_s = parts[0] if len(parts) == 1 else concatenate(parts)
-        if len(parts) > 1:
-            train_s.attrs |= {"source": " + ".join(map(str, train_files)),
-                              "label_names": {k: v for p in parts for k, v in p.attrs.get("label_names", {}).items()}}
-        val_s = read_sample(val_file, stop=n_max, constituents=needs_constituents) if val_file else None
-        t0 = time.perf_counter()
-        epochs = getattr(det, "epochs", 1)
-        with progress_bar(f"train {method}", epochs) as cb:
-            kwargs = {"progress": lambda e, tot, logs: cb(e, tot)} if hasattr(det, "epochs") else {}
-            det.fit(train_s, val_s, **kwargs)
-        if hasattr(det, "checkpoint"):
-            det.checkpoint = None
-        det.save(out)
-    except (SchemaError, ValueError, FileNotFoundError, RuntimeError) as err:
-        _fail(str(err))
+    check_choice(inputs, INPUT_KINDS, "--inputs")
+    check_not_input(out, [*train_files, *([val_file] if val_file else [])])
+    params = _input_options(parse_settings(settings), inputs, feature_names)
+    det = build_estimator(method, REGISTRY, "detector", lambda: make_detector(method, **params))
+    if hasattr(det, "checkpoint") and det.checkpoint is None:
+        det.checkpoint = str(out) + ".ckpt"
+    needs_constituents = det.input_spec().kind != "features"
+    train_s = read_jets(train_files, n_max, needs_constituents)
+    val_s = read_jets([val_file], n_max, needs_constituents) if val_file else None
+    t0 = time.perf_counter()
+    epochs = getattr(det, "epochs", 1)
+    with progress_bar(f"train {method}", epochs) as cb:
+        kwargs = {"progress": lambda e, tot, logs: cb(e, tot)} if hasattr(det, "epochs") else {}
+        det.fit(train_s, val_s, **kwargs)
+    if hasattr(det, "checkpoint"):
+        det.checkpoint = None
+    det.save(out)
     Path(str(out) + ".ckpt").unlink(missing_ok=True)
     history = getattr(det, "history_", None) or {}
     console.print(f"trained {method} on {len(train_s)} jets in {time.perf_counter() - t0:.1f} s "
@@ -444,44 +657,41 @@ def train(
 
 @app.command()
 def score(
-    model: Path = typer.Argument(..., help="Model file from 'jetad train' (or 'jetad search --save')."),
-    files: list[Path] = typer.Argument(..., help="Jet files to score."),
-    out: Path = typer.Option(..., "-o", "--out", help="Score file (HDF5) to write."),
-    chunk_size: int = typer.Option(50_000, "--chunk-size"),
+    model: Path = typer.Argument(..., callback=existing(),
+                                 help="Model file from 'jetad train' (or 'jetad search --save')."),
+    files: list[Path] = typer.Argument(..., callback=existing("sample"), help="Jet files to score."),
+    out: Path = typer.Option(..., "-o", "--out", callback=writable(), help="Score file (HDF5) to write."),
+    chunk_size: int = typer.Option(50_000, "--chunk-size", min=1, help="Jets per chunk (bounds memory)."),
 ) -> None:
     """Score jets with a trained detector or saved search (streamed in chunks); keeps labels and observers."""
-    from jetad.data import SchemaError, sample_info
     from jetad.detectors.scoring import score_files
-    from jetad.tasks.weak_supervision import load_model
+    from jetad.searches import load_model
 
-    try:
-        det = load_model(model)
-        total = sum(sample_info(f).n_jets for f in files)
-        with progress_bar("score", total) as cb:
-            table = score_files(det, files, out, chunk_size=chunk_size, progress=cb)
-    except (SchemaError, FileNotFoundError, RuntimeError) as err:
-        _fail(str(err))
+    check_not_input(out, [model, *files])
+    det = load_model(model)
+    with progress_bar("score") as cb:
+        table = score_files(det, files, out, chunk_size=chunk_size, progress=cb)
     console.print(f"scored {len(table.score)} jets ({table.attrs['jets_per_s']:.0f} jets/s) -> [bold]{out}[/bold]")
 
 
 @app.command()
 def evaluate(
-    scores: Path = typer.Argument(..., help="Score file from 'jetad score'."),
+    scores: Path = typer.Argument(..., callback=existing(), help="Score file from 'jetad score'."),
     signal: str = typer.Option(..., "--signal", help="Signal jets: a scored file (name/stem) or a label."),
     background: str = typer.Option(..., "--background", help="Background jets: a scored file or a label."),
-    out: Path = typer.Option(Path("evaluation"), "-o", "--out", help="Directory for metrics.json and plots."),
+    out: Path = typer.Option(Path("evaluation"), "-o", "--out", callback=writable("dir"),
+                             help="Directory for metrics.json and plots."),
     observer: str = typer.Option("mass", "--mass", help="Observer used for sculpting (mass, sd_mass, mjj)."),
 ) -> None:
     """ROC/AUC, SIC, background rejection, mass sculpting; writes metrics.json and PNG plots."""
-    from jetad.data import SchemaError
     from jetad.data.scores import read_scores
     from jetad.evaluate.report_files import evaluate_score_table
 
-    try:
-        table = read_scores(scores)
-        result = evaluate_score_table(table, signal, background, out, observer=observer, path=scores)
-    except (SchemaError, FileNotFoundError) as err:
-        _fail(str(err))
+    if signal == background:
+        raise typer.BadParameter(f"--signal and --background are both {signal!r}; a sample against itself has "
+                                 "AUC 0.5 by construction", param_hint="'--background'")
+    table = read_scores(scores)
+    result = evaluate_score_table(table, signal, background, out, observer=observer, path=scores)
     tab = Table("metric", "value", title=f"{table.attrs.get('detector', '?')}: {signal} vs {background}")
     for k, v in result["metrics"].items():
         tab.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))

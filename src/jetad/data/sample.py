@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONSTITUENT_FIELDS", "JET_FIELDS", "JetSample", "SchemaError"]
+__all__ = ["CONSTITUENT_FIELDS", "JET_FIELDS", "JetSample", "SchemaError", "check_real_constituents"]
 
 CONSTITUENT_FIELDS = ("pt", "eta", "phi", "e")
 JET_FIELDS = ("pt", "eta", "phi", "m")
@@ -166,7 +166,57 @@ class JetSample:
         if n and self.mask.shape[1] and not self.mask.any(axis=1).all():
             empty = np.flatnonzero(~self.mask.any(axis=1))
             raise SchemaError(f"{source}: {len(empty)} jets have no constituents (first at row {empty[0]})")
+        check_real_constituents(self.constituents, self.mask, f"{source}: constituents")
+        if "j2_constituents" in self.event and "j2_mask" in self.event:
+            j2, j2_mask = np.asarray(self.event["j2_constituents"]), np.asarray(self.event["j2_mask"], dtype=bool)
+            if j2.ndim != 3 or j2.shape[2:] != (4,) or j2_mask.shape != j2.shape[:2]:
+                raise SchemaError(f"{source}: event/j2_constituents {j2.shape} and event/j2_mask {j2_mask.shape} "
+                                  "must be (N, P, 4) and (N, P)")
+            check_real_constituents(j2, j2_mask, f"{source}: event/j2_constituents")
+        _check_labels(self.label, self.attrs.get("label_names"), source)
         return self
+
+
+def check_real_constituents(
+    constituents: np.ndarray, mask: np.ndarray, what: str,
+    fix: str = "the file is inconsistent: regenerate or reconvert it",
+) -> None:
+    """A constituent marked real (mask True) must have pT > 0 (and E >= 0); else a SchemaError naming `what`.
+
+    An all-zero constituent counted as real makes multiplicity and shapes contradict the jet four-vector.
+    """
+    if not constituents.size:
+        return
+    bad = mask & ~((constituents[..., 0] > 0) & (constituents[..., 3] >= 0))
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise SchemaError(
+            f"{what}: {int(bad.sum())} constituents in {len(rows)} jets are marked real (mask True) but have "
+            f"pT <= 0 or E < 0 (first in row {rows[0]}); {fix}"
+        )
+
+
+def _check_labels(label: np.ndarray, names: Any, source: str) -> None:
+    """Labels are 0/1 or process ids >= 0, and when the file has a name table, ids from that table."""
+    if not label.size:
+        return
+    if (label < 0).any():
+        rows = np.flatnonzero(label < 0)
+        raise SchemaError(f"{source}: label has {len(rows)} negative values (first {label[rows[0]]} in row "
+                          f"{rows[0]}); labels are 0 background, 1 signal or a process id >= 0")
+    if not isinstance(names, dict) or not names:
+        return
+    try:
+        known = np.array(sorted(int(k) for k in names), dtype=np.int64)
+    except (TypeError, ValueError) as err:
+        raise SchemaError(f"{source}: attribute 'label_names' has non-integer ids {sorted(map(str, names))}; "
+                          "expected {'0': 'qcd', ...}") from err
+    unknown = ~np.isin(label, known)
+    if unknown.any():
+        rows = np.flatnonzero(unknown)
+        raise SchemaError(f"{source}: label has {len(rows)} values not in label_names {known.tolist()} (first "
+                          f"{label[rows[0]]} in row {rows[0]}); the labels and the name table disagree: "
+                          "regenerate the file or fix its label_names")
 
 
 def _check_finite(arr: np.ndarray, what: str) -> None:

@@ -15,13 +15,18 @@ import h5py
 import numpy as np
 
 from jetad.data.sample import JetSample, SchemaError
-from jetad.data.store import _decode_attr, _encode_attr, base_attrs
+from jetad.data.store import _encode_attr, _read_attrs, base_attrs
 
-__all__ = ["SCORES_SCHEMA", "ScoreTable", "observers_of", "read_scores", "write_scores"]
+__all__ = ["SCORES_SCHEMA", "ScoreTable", "check_table", "observers_of", "read_scores", "write_scores"]
 
 SCORES_SCHEMA = "jetad.Scores"
 OBSERVER_FEATURES = ("sd_mass", "tau21", "tau32")
 OBSERVER_EVENT = ("mjj", "met")
+#: Per-jet datasets of a score file and the dtype kinds each may have ('b' bool, 'i'/'u' integers, 'f' floats).
+COLUMNS = {"score": "fiu", "label": "biu", "weight": "fiu", "source": "iu"}
+#: What h5py raises on damaged files (SchemaError, a ValueError, is re-raised before these are caught).
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
+_REDO = "rewrite it with 'jetad score MODEL FILE... -o FILE'"
 
 
 def observers_of(sample: JetSample) -> dict[str, np.ndarray]:
@@ -66,42 +71,93 @@ class ScoreTable:
         return mask
 
 
+def check_table(table: ScoreTable, where: str | Path = "scores") -> ScoreTable:
+    """`table` with its columns checked: 1-D, numeric, one entry per jet, finite scores/weights/observers,
+    labels integers, sources a list of names that `source` indexes. Raises SchemaError naming `where`."""
+    n = None
+    for name, kinds in (*COLUMNS.items(), *((f"observers/{k}", "fiu") for k in table.observers)):
+        arr = table.observers[name[10:]] if name.startswith("observers/") else getattr(table, name)
+        arr = np.asarray(arr)
+        if arr.ndim != 1 or arr.dtype.kind not in kinds:
+            raise SchemaError(f"{where}: {name} has shape {arr.shape} and dtype {arr.dtype}; expected one "
+                              f"{'integer' if 'f' not in kinds else 'number'} per jet; {_REDO}")
+        n = len(arr) if n is None else n
+        if len(arr) != n:
+            raise SchemaError(f"{where}: {name} has {len(arr)} entries but score has {n}; the file is damaged; {_REDO}")
+        if name != "label" and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise SchemaError(f"{where}: {int((~np.isfinite(arr)).sum())} {name} values are NaN/inf; {_REDO}")
+    if not n:
+        raise SchemaError(f"{where}: no jets (an empty score file); {_REDO}")
+    sources = table.sources
+    if not isinstance(sources, list | tuple) or not sources or not all(isinstance(s, str) for s in sources):
+        raise SchemaError(f"{where}: attribute 'sources' must be a non-empty list of file names, got {sources!r}; "
+                          f"{_REDO}")
+    source = np.asarray(table.source)
+    if source.min() < 0 or source.max() >= len(sources):
+        raise SchemaError(f"{where}: source indices span [{source.min()}, {source.max()}] but there are "
+                          f"{len(sources)} sources; {_REDO}")
+    return table
+
+
 def write_scores(path: str | Path, table: ScoreTable) -> Path:
-    """Write a score file atomically."""
+    """Write a score file atomically (``path.tmp``, renamed when complete; removed if anything fails)."""
     path = Path(path)
+    check_table(table, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for name in ("score", "label", "weight", "source"):
-            f.create_dataset(name, data=getattr(table, name))
-        g = f.create_group("observers")
-        for k, v in table.observers.items():
-            g.create_dataset(k, data=v)
-        attrs = {**table.attrs, **base_attrs(), "schema": SCORES_SCHEMA, "sources": list(table.sources)}
-        for k, v in attrs.items():
-            f.attrs[k] = _encode_attr(v)
-    os.replace(tmp, path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name in COLUMNS:
+                f.create_dataset(name, data=np.asarray(getattr(table, name)))
+            g = f.create_group("observers")
+            for k, v in table.observers.items():
+                g.create_dataset(k, data=np.asarray(v))
+            attrs = {**table.attrs, **base_attrs(), "schema": SCORES_SCHEMA, "sources": list(table.sources)}
+            for k, v in attrs.items():
+                f.attrs[k] = _encode_attr(v)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 def read_scores(path: str | Path) -> ScoreTable:
-    """Read a score file; a file of another kind is a clear error."""
+    """Read and check a score file (`check_table`); anything else - another kind of file, a missing or damaged
+    column, lengths that disagree, NaN scores - is a SchemaError naming the file and the problem."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such score file")
+    if path.is_dir():
+        raise SchemaError(f"{path}: is a directory, not a score file (from 'jetad score' or 'jetad search')")
     try:
         f = h5py.File(path, "r")
-    except OSError as err:
-        raise SchemaError(f"{path}: cannot be read as HDF5 (truncated?): {err}") from err
+    except _H5_ERRORS as err:
+        raise SchemaError(f"{path}: cannot be read as HDF5 (truncated or not a score file): {err}") from err
     with f:
-        if _decode_attr(f.attrs.get("schema", "")) != SCORES_SCHEMA:
+        attrs = _read_attrs(f, path)
+        if attrs.get("schema") != SCORES_SCHEMA:
             raise SchemaError(f"{path}: not a jetad score file (make one with 'jetad score MODEL FILE... -o {path}')")
-        attrs = {k: _decode_attr(v) for k, v in f.attrs.items()}
-        table = ScoreTable(
-            score=f["score"][:], label=f["label"][:], weight=f["weight"][:], source=f["source"][:],
-            sources=list(attrs.pop("sources")), observers={k: f["observers"][k][:] for k in f["observers"]},
-            attrs=attrs,
-        )
-    if not np.isfinite(table.score).all():
-        raise SchemaError(f"{path}: {int((~np.isfinite(table.score)).sum())} scores are NaN/inf")
-    return table
+        try:
+            columns = {name: _dataset(f, name, path) for name in COLUMNS}
+            group = f.get("observers")
+            if group is not None and not isinstance(group, h5py.Group):
+                raise SchemaError(f"{path}: 'observers' is not a group; {_REDO}")
+            observers = {k: _dataset(group, k, path, "observers/") for k in (group or {})}
+        except SchemaError:
+            raise
+        except _H5_ERRORS as err:
+            raise SchemaError(f"{path}: cannot be read (truncated or damaged?): {type(err).__name__}: {err}") from err
+    if "sources" not in attrs:
+        raise SchemaError(f"{path}: attribute 'sources' missing; {_REDO}")
+    table = ScoreTable(**columns, sources=attrs.pop("sources"), observers=observers, attrs=attrs)
+    return check_table(table, path)
+
+
+def _dataset(group: h5py.Group, name: str, path: Path, prefix: str = "") -> np.ndarray:
+    if name not in group:
+        raise SchemaError(f"{path}: dataset '{prefix}{name}' missing; {_REDO}")
+    ds = group[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise SchemaError(f"{path}: '{prefix}{name}' is not a dataset; {_REDO}")
+    return np.asarray(ds[()])

@@ -1,6 +1,9 @@
 """The on-disk form of `JetSample`: HDF5 files with provenance, and sharded productions with a manifest.
 
-Writes go to ``name.h5.tmp`` and are renamed only when complete, so a file that exists is a finished file.
+Writes go to ``name.h5.tmp`` and are renamed only when complete, so a file that exists is a finished file;
+a shard directory reads only when its manifest is marked complete and every shard carries the manifest's
+production hash, seed and row count. Readers check the layout (datasets, dtypes, shapes), the values (NaN/inf,
+labels, constituents) and the attributes, and fail with a `SchemaError` naming the file and the problem.
 Reads are chunked (`iter_samples`) so a million-jet file never has to sit in memory whole.
 """
 
@@ -39,6 +42,10 @@ MANIFEST = "manifest.json"
 _ARRAYS = ("constituents", "mask", "jets", "label", "weight")
 _GROUPS = ("features", "event")
 _CHUNK_ROWS = 1024
+#: Shape and dtype kinds of each schema dataset ('b' bool, 'i'/'u' integers, 'f' floats).
+_LAYOUT = {"constituents": (3, "fiu"), "mask": (2, "biu"), "jets": (2, "fiu"), "label": (1, "iu"), "weight": (1, "fiu")}
+#: What h5py and numpy raise on damaged files and impossible layouts (SchemaError is handled before these).
+_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
 
 
 def _encode_attr(value: Any) -> Any:
@@ -47,14 +54,38 @@ def _encode_attr(value: Any) -> Any:
     return "json:" + json.dumps(value, default=str, sort_keys=True)
 
 
-def _decode_attr(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str) and value.startswith("json:"):
-        return json.loads(value[5:])
+def _decode_attr(value: Any, name: str = "?", source: str | Path = "file") -> Any:
+    """An attribute as written by `_encode_attr`; a damaged "json:" value is a SchemaError naming `source`/`name`."""
+    try:
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str) and value.startswith("json:"):
+            return json.loads(value[5:])
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError, JSONDecodeError
+        raise SchemaError(
+            f"{source}: attribute {name!r} is not valid ({type(err).__name__}: {err}); the file was damaged or "
+            "edited by hand: regenerate or reconvert it"
+        ) from err
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _read_attrs(h5: h5py.File, path: Path) -> dict[str, Any]:
+    """All file attributes, decoded; an unreadable or malformed one is a SchemaError naming it."""
+    out, key = {}, "?"
+    try:
+        for key in list(h5.attrs):
+            out[key] = h5.attrs[key]
+    except _H5_ERRORS as err:
+        raise SchemaError(f"{path}: attribute {key!r} cannot be read ({err}); regenerate or reconvert the file") \
+            from err
+    return {key: _decode_attr(raw, key, path) for key, raw in out.items()}
+
+
+def same_attr(value: Any, expected: Any) -> bool:
+    """`value == expected` for provenance attributes, False (not an array) when a damaged file holds an array."""
+    return type(value) is type(expected) and bool(value == expected)
 
 
 def base_attrs() -> dict[str, Any]:
@@ -96,6 +127,7 @@ class SampleWriter:
                 self._dataset(f"{group}/{key}", np.asarray(arr))
 
     def _dataset(self, name: str, arr: np.ndarray) -> None:
+        _require_numbers(arr, name, self.path)
         tail = arr.shape[1:]
         rows = max(1, min(_CHUNK_ROWS, 4_000_000 // max(1, int(np.prod(tail)) * 4)))
         # Zero-length trailing axes (a constituent-free, features-only sample) need a resizable axis to chunk.
@@ -134,12 +166,17 @@ class SampleWriter:
     def close(self) -> Path:
         """Finish the file: attributes, flush, rename ``path.tmp`` -> ``path``."""
         if self._layout is None:
+            self.abort()
             raise SchemaError(f"{self.path}: nothing was written (0 jets); refusing to create an empty sample")
-        self._attrs["n_jets"] = self._n
-        for key, value in self._attrs.items():
-            self._file.attrs[key] = _encode_attr(value)
-        self._file.close()
-        os.replace(self.tmp, self.path)
+        try:
+            self._attrs["n_jets"] = self._n
+            for key, value in self._attrs.items():
+                self._file.attrs[key] = _encode_attr(value)
+            self._file.close()
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:
@@ -159,6 +196,12 @@ class SampleWriter:
             self.abort()
 
 
+def _require_numbers(arr: np.ndarray, name: str, path: Path) -> None:
+    """Readers accept numeric datasets only, so writers refuse anything else before it reaches a file."""
+    if arr.dtype.kind not in "biuf":
+        raise SchemaError(f"{path}: {name} has dtype {arr.dtype}; jetad files hold numbers only (bool, int, float)")
+
+
 def write_sample(path: str | Path, sample: JetSample, attrs: dict[str, Any] | None = None) -> Path:
     """Write one sample atomically (temp name, then rename); returns the path."""
     with SampleWriter(path, {**sample.attrs, **(attrs or {})}) as writer:
@@ -170,26 +213,47 @@ def write_sample(path: str | Path, sample: JetSample, attrs: dict[str, Any] | No
 
 
 class SampleInfo:
-    """What a file or shard directory holds, read without loading arrays."""
+    """What a file or shard directory holds, read without loading arrays.
+
+    A shard directory is read only when its manifest marks the production complete and every shard carries
+    the manifest's production hash, seed and row count: a mixed or unfinished directory is a SchemaError.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if self.path.is_dir():
-            manifest = _read_manifest(self.path)
-            self.files = [self.path / s["file"] for s in manifest["shards"]]
-        else:
+        manifest = _read_manifest(self.path) if self.path.is_dir() else None
+        if manifest is None:
             self.files = [self.path]
+        else:
+            self.files = [self.path / s["file"] for s in manifest["shards"]]
+            if not manifest.get("complete", True):  # manifests before the flag were written only at the end
+                raise _unfinished(self.path, manifest)
         if not self.files:
             raise SchemaError(f"{self.path}: manifest lists no shards")
         self.counts = []
+        shard_attrs = []
         for f in self.files:
+            if manifest is not None and not f.exists():
+                raise FileNotFoundError(f"{f}: listed in {self.path / MANIFEST} but missing; "
+                                        f"{_rerun_hint(self.path, manifest['attrs'])} to remake it")
             with _open(f) as h5:
                 self.counts.append(int(h5["jets"].shape[0]))
+                shard_attrs.append(_read_attrs(h5, f))
                 if f == self.files[0]:
-                    self.attrs = {k: _decode_attr(v) for k, v in h5.attrs.items()}
+                    self.attrs = shard_attrs[0]
                     self.n_constituents = int(h5["constituents"].shape[1])
                     self.features = sorted(h5["features"].keys()) if "features" in h5 else []
                     self.event = sorted(h5["event"].keys()) if "event" in h5 else []
+                    layout = _columns(h5)
+                else:
+                    clash = {k: (v, layout[k]) for k, v in _columns(h5).items() if k in layout and v != layout[k]}
+                    if clash:
+                        raise SchemaError(
+                            f"{self.path}: shard {f.name} and {self.files[0].name} disagree on the per-row shape or "
+                            f"dtype of {clash}; the directory mixes productions: regenerate it"
+                        )
+        if manifest is not None:
+            _check_shards(self.path, manifest, shard_attrs, self.counts)
         self.n_jets = int(sum(self.counts))
 
     def __repr__(self) -> str:
@@ -210,51 +274,164 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         )
     try:
         manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as err:
-        raise SchemaError(f"{mpath}: not valid JSON ({err})") from err
-    if manifest.get("schema") != SCHEMA_NAME or "shards" not in manifest:
-        raise SchemaError(f"{mpath}: not a jetad manifest (schema={manifest.get('schema')!r})")
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError
+        raise SchemaError(f"{mpath}: not valid JSON ({err}); re-run the 'jetad generate' command that made it") \
+            from err
+    schema = manifest.get("schema") if isinstance(manifest, dict) else None
+    if schema != SCHEMA_NAME or "shards" not in manifest:
+        raise SchemaError(f"{mpath}: not a jetad manifest (schema={schema!r})")
+    shards, attrs = manifest["shards"], manifest.setdefault("attrs", {})
+    if not isinstance(attrs, dict) or not isinstance(shards, list):
+        raise SchemaError(f"{mpath}: 'shards' must be a list and 'attrs' an object; re-run 'jetad generate'")
+    for i, shard in enumerate(shards):
+        name = shard.get("file") if isinstance(shard, dict) else None
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise SchemaError(f"{mpath}: shard {i} has file {name!r}; expected a file name inside {directory}")
+        if "n_jets" in shard and (not isinstance(shard["n_jets"], int) or shard["n_jets"] < 0):
+            raise SchemaError(f"{mpath}: shard {name} has n_jets {shard['n_jets']!r}; expected a count")
     return manifest
 
 
-def write_manifest(directory: str | Path, shards: list[dict[str, Any]], attrs: dict[str, Any]) -> Path:
-    """Write the manifest that marks a sharded production complete (atomically)."""
+def _rerun_hint(directory: Path, attrs: dict[str, Any]) -> str:
+    """The command that finishes or redoes a production, from the manifest's attributes."""
+    if not {"process", "n_jets", "seed"} <= set(attrs):
+        return "re-run the 'jetad generate' command that made it"
+    size = f" --shard-size {attrs['shard_size']}" if "shard_size" in attrs else ""
+    return (f"re-run 'jetad generate {attrs['process']} -n {attrs['n_jets']}{size} --seed {attrs['seed']} "
+            f"-o {directory}' (with the same other options)")
+
+
+def _unfinished(directory: Path, manifest: dict[str, Any]) -> SchemaError:
+    """The error for a production whose manifest is not marked complete, naming the shards still to make."""
+    tag = manifest["attrs"].get("production_hash")
+    pending = []
+    for shard in manifest["shards"]:
+        try:
+            with _open(directory / shard["file"]) as h5:
+                done = same_attr(_read_attrs(h5, directory / shard["file"]).get("production_hash"), tag)
+        except (SchemaError, FileNotFoundError):
+            done = False
+        if not done:
+            pending.append(shard["file"])
+    what = f"shards {', '.join(pending)} are not yet made by it" if pending else "every shard exists but it stopped " \
+        "before marking the production finished"
+    return SchemaError(f"{directory}: unfinished production ({MANIFEST} is not marked complete; {what}); "
+                       f"{_rerun_hint(directory, manifest['attrs'])} to finish it")
+
+
+def _check_shards(directory: Path, manifest: dict[str, Any], attrs: list[dict[str, Any]], counts: list[int]) -> None:
+    """Every shard must carry the manifest's production hash and seed, and its row count."""
+    want = {k: manifest["attrs"][k] for k in ("production_hash", "seed") if k in manifest["attrs"]}
+    bad = []
+    for shard, shard_attrs, n in zip(manifest["shards"], attrs, counts, strict=True):
+        got = {k: shard_attrs.get(k) for k in want}
+        if not all(same_attr(got[k], v) for k, v in want.items()) or shard.get("n_jets", n) != n:
+            bad.append(f"{shard['file']} ({', '.join(f'{k} {v}' for k, v in got.items())}, {n} jets)")
+    if bad:
+        expected = ", ".join(f"{k} {v}" for k, v in want.items())
+        raise SchemaError(
+            f"{directory}: shards {'; '.join(bad)} do not match {MANIFEST} ({expected or 'its row counts'}); the "
+            f"directory mixes productions: {_rerun_hint(directory, manifest['attrs'])} to redo them"
+        )
+
+
+def write_manifest(
+    directory: str | Path, shards: list[dict[str, Any]], attrs: dict[str, Any], complete: bool = True
+) -> Path:
+    """Write the manifest of a sharded production (atomically).
+
+    A production writes it with ``complete=False`` before it touches the first shard and with ``complete=True``
+    when every shard is done; readers refuse the directory in between.
+    """
     directory = Path(directory)
     mpath = directory / MANIFEST
     tmp = mpath.with_name(MANIFEST + ".tmp")
-    tmp.write_text(
-        json.dumps({"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "shards": shards, "attrs": attrs},
-                   indent=1, default=str)
-    )
-    os.replace(tmp, mpath)
+    body = {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "complete": bool(complete), "shards": shards,
+            "attrs": attrs}
+    try:
+        tmp.write_text(json.dumps(body, indent=1, default=str))
+        os.replace(tmp, mpath)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return mpath
 
 
 def _open(path: Path) -> h5py.File:
+    """Open a jetad file read-only after checking its schema attributes and dataset layout."""
     if not path.exists():
         tmp = path.with_name(path.name + ".tmp")
         hint = " (an unfinished write exists as .tmp: the job was interrupted)" if tmp.exists() else ""
         raise FileNotFoundError(f"{path}: no such file{hint}")
+    if path.is_dir():
+        raise SchemaError(f"{path}: a directory, expected a jetad .h5 file")
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
         raise SchemaError(f"{path}: cannot be read as HDF5 (truncated or not an HDF5 file): {err}") from err
-    schema = _decode_attr(h5.attrs.get("schema", ""))
-    if schema != SCHEMA_NAME:
+    try:
+        _check_file(h5, path)
+    except SchemaError:
         h5.close()
+        raise
+    except _H5_ERRORS as err:
+        h5.close()
+        raise SchemaError(f"{path}: cannot be read as a jetad file (truncated or corrupt?): {err}") from err
+    return h5
+
+
+def _check_file(h5: h5py.File, path: Path) -> None:
+    """Schema name and version, and every dataset present with the schema's dimensions, dtype and row count."""
+    schema = _decode_attr(h5.attrs.get("schema", ""), "schema", path)
+    if schema != SCHEMA_NAME:
         raise SchemaError(
             f"{path}: not a jetad JetSample file (schema attribute {schema!r}); "
             "public formats are converted with 'jetad convert'"
         )
-    version = int(_decode_attr(h5.attrs.get("schema_version", -1)))
-    if version != SCHEMA_VERSION:
-        h5.close()
-        raise SchemaError(f"{path}: schema version {version}, this jetad reads version {SCHEMA_VERSION}")
-    for name in _ARRAYS:
-        if name not in h5:
-            h5.close()
+    version = _decode_attr(h5.attrs.get("schema_version", -1), "schema_version", path)
+    if not isinstance(version, int) or version != SCHEMA_VERSION:
+        raise SchemaError(f"{path}: schema version {version!r}, this jetad reads version {SCHEMA_VERSION}")
+    for name, (ndim, kinds) in _LAYOUT.items():
+        ds = h5.get(name)
+        if ds is None:
             raise SchemaError(f"{path}: dataset '{name}' missing")
-    return h5
+        _check_dataset(ds, name, path, kinds, ndim)
+    n = h5["jets"].shape[0]
+    shapes = {name: h5[name].shape for name in _ARRAYS}
+    if any(shape[0] != n for shape in shapes.values()):
+        raise SchemaError(f"{path}: datasets disagree on the number of jets: {shapes}")
+    if shapes["constituents"][2] != 4 or shapes["jets"][1] != 4 or shapes["mask"] != shapes["constituents"][:2]:
+        raise SchemaError(f"{path}: constituents {shapes['constituents']}, mask {shapes['mask']} and jets "
+                          f"{shapes['jets']} must be (N, P, 4), (N, P) and (N, 4)")
+    for group in _GROUPS:
+        if group not in h5:
+            continue
+        if not isinstance(h5[group], h5py.Group):
+            raise SchemaError(f"{path}: '{group}' is not a group of columns")
+        for key, ds in h5[group].items():
+            _check_dataset(ds, f"{group}/{key}", path, "biuf", 1 if group == "features" else None)
+            if ds.shape[0] != n:
+                raise SchemaError(f"{path}: {group}/{key} has {ds.shape[0]} rows but jets has {n}")
+
+
+def _columns(h5: h5py.File) -> dict[str, tuple]:
+    """Per-row shape and dtype kind of every dataset, which the shards of one directory must share.
+
+    The constituent axis P may differ (`concatenate` pads it), and a column missing from some shards is left
+    out of the whole (`concatenate` keeps the columns all shards have).
+    """
+    names = [*_ARRAYS, *(f"{g}/{k}" for g in _GROUPS if g in h5 for k in h5[g])]
+    return {name: (h5[name].shape[2 if name in ("constituents", "mask") else 1:], h5[name].dtype.kind)
+            for name in names}
+
+
+def _check_dataset(ds: Any, name: str, path: Path, kinds: str, ndim: int | None = None) -> None:
+    if not isinstance(ds, h5py.Dataset):
+        raise SchemaError(f"{path}: '{name}' is not a dataset")
+    if ds.dtype.kind not in kinds or ds.dtype.subdtype is not None:
+        raise SchemaError(f"{path}: {name} has dtype {ds.dtype}, expected numbers ({kinds!r} kinds)")
+    if (ndim is not None and ds.ndim != ndim) or ds.ndim == 0:
+        raise SchemaError(f"{path}: {name} has {ds.ndim} dimensions, expected {ndim or 'at least 1'}")
 
 
 def _read_range(path: Path, start: int, stop: int, constituents: bool) -> JetSample:
@@ -270,9 +447,9 @@ def _read_range(path: Path, start: int, stop: int, constituents: bool) -> JetSam
             groups = {
                 g: {k: h5[g][k][start:stop] for k in h5[g]} if g in h5 else {} for g in _GROUPS
             }
-            attrs = {k: _decode_attr(v) for k, v in h5.attrs.items()}
-        except (OSError, KeyError) as err:
+        except _H5_ERRORS as err:
             raise SchemaError(f"{path}: rows {start}:{stop} cannot be read (truncated file?): {err}") from err
+        attrs = _read_attrs(h5, path)
     sample = JetSample(**arrays, **groups, attrs=attrs)
     return sample.validate(f"{path}[{start}:{stop}]")
 
@@ -283,8 +460,10 @@ def iter_samples(
     """Yield validated chunks of at most `chunk_size` jets from a file or a shard directory.
 
     With ``constituents=False`` only jets, labels, weights, features and event columns are read, which is
-    what scoring feature-based detectors and evaluation need.
+    what scoring feature-based detectors and evaluation need. A file of zero jets yields nothing.
     """
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive number of jets, got {chunk_size}")
     info = SampleInfo(path)
     for f, n in zip(info.files, info.counts, strict=True):
         for start in range(0, n, chunk_size):
@@ -296,7 +475,10 @@ def iter_samples(
 def read_sample(
     path: str | Path, start: int = 0, stop: int | None = None, constituents: bool = True
 ) -> JetSample:
-    """Read jets ``start:stop`` (all by default) of a file or shard directory as one validated sample."""
+    """Read jets ``start:stop`` (all by default) of a file or shard directory as one validated sample.
+
+    An empty range (or a file of zero jets) reads as an empty sample with the file's columns.
+    """
     from jetad.data.sample import concatenate
 
     info = SampleInfo(path)
@@ -310,7 +492,7 @@ def read_sample(
             parts.append(_read_range(f, lo, hi, constituents))
         offset += n
     if not parts:
-        raise SchemaError(f"{path}: no jets in rows {start}:{stop}")
+        parts = [_read_range(info.files[0], 0, 0, constituents)]
     sample = parts[0] if len(parts) == 1 else concatenate(parts)
     sample.attrs = dict(info.attrs) | {"source": str(path)}
     return sample
@@ -319,29 +501,37 @@ def read_sample(
 def add_columns(path: str | Path, group: str, columns: dict[str, np.ndarray], attrs: dict | None = None) -> None:
     """Add or replace columns of `group` ('features' or 'event') in a single jetad file, atomically.
 
-    The columns are written into a scratch group and moved into place only when all are written, so an
-    interruption leaves the file as it was.
+    The file is copied to ``path.tmp`` with the new columns (HDF5 copies the other datasets chunk by chunk,
+    without decompressing) and renamed over `path` only when complete, so an interruption leaves the file
+    as it was and no ``.tmp`` behind.
     """
     path = Path(path)
     if group not in _GROUPS:
         raise ValueError(f"group must be one of {_GROUPS}")
     with _open(path) as h5:
         n = h5["jets"].shape[0]
+    columns = {key: np.asarray(arr) for key, arr in columns.items()}
     for key, arr in columns.items():
-        if len(arr) != n:
-            raise SchemaError(f"{path}: column {group}/{key} has {len(arr)} rows, file has {n} jets")
-    with h5py.File(path, "a") as h5:
-        scratch = f"_{group}_scratch"
-        if scratch in h5:
-            del h5[scratch]
-        g = h5.create_group(scratch)
-        for key, arr in columns.items():
-            g.create_dataset(key, data=arr, compression="lzf")
-        target = h5.require_group(group)
-        for key in columns:
-            if key in target:
-                del target[key]
-            h5.move(f"{scratch}/{key}", f"{group}/{key}")
-        del h5[scratch]
-        for key, value in (attrs or {}).items():
-            h5.attrs[key] = _encode_attr(value)
+        _require_numbers(arr, f"{group}/{key}", path)
+        if arr.ndim == 0 or len(arr) != n:
+            raise SchemaError(f"{path}: column {group}/{key} has {len(arr) if arr.ndim else 0} rows, file has {n} jets")
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+            for name in src:
+                if name != group:
+                    src.copy(src[name], dst, name=name)
+            target = dst.create_group(group)
+            for key in src.get(group, {}):
+                if key not in columns:
+                    src.copy(src[group][key], target, name=key)
+            for key, arr in columns.items():
+                target.create_dataset(key, data=arr, compression="lzf")
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+            for key, value in (attrs or {}).items():
+                dst.attrs[key] = _encode_attr(value)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -2,103 +2,55 @@
 
 `fit(train, val=None) -> self` learns on background; `score(sample) -> (N,)` with higher = more anomalous;
 `save(path)` / `load(path)` store the constructor parameters, the input spec and the learned state, the same
-way for every detector. Hyper-parameters are constructor arguments stored as-is; learned state ends in `_`.
+way for every detector and search (`jetad.detectors.estimator`). Hyper-parameters are constructor arguments
+stored as-is; learned state ends in `_`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from jetad import __version__
 from jetad.data.sample import JetSample, SchemaError
+from jetad.detectors.estimator import FORMAT_VERSION, REGISTRIES, Estimator, Progress, register
 from jetad.detectors.inputs import InputSpec
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "REGISTRY", "Detector", "TorchDetector", "check_model_format",
-           "read_model_payload", "register", "write_model_payload"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "REGISTRY", "Detector", "Progress", "TorchDetector", "register"]
 
 MODEL_FORMAT = "jetad.detector"
-MODEL_FORMAT_VERSION = 1
-REGISTRY: dict[str, type[Detector]] = {}
+MODEL_FORMAT_VERSION = FORMAT_VERSION
+#: Registered detectors by name (the detector part of `REGISTRIES`).
+REGISTRY: dict[str, type[Detector]] = REGISTRIES["detector"]  # type: ignore[assignment]
 
 
-def write_model_payload(path: str | Path, payload: dict[str, Any]) -> Path:
-    """torch.save `payload` to `path` atomically (a temporary name, then a rename): models, searches, checkpoints."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def read_model_payload(path: str | Path) -> dict[str, Any]:
-    """The dict stored in a jetad model file (a detector or a saved search); clear errors for anything else."""
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such model file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise SchemaError(f"{path}: not a readable jetad model file ({err})") from err
-    if not isinstance(payload, dict):
-        raise SchemaError(f"{path}: not a jetad model file")
-    return payload
-
-
-def check_model_format(payload: dict[str, Any], path: str | Path, fmt: str, version: int, what: str,
-                       redo: str) -> None:
-    """SchemaError unless `payload` has format `fmt` at `version` (`what` names the kind, `redo` the remedy)."""
-    if payload.get("format") != fmt:
-        raise SchemaError(f"{path}: not a jetad {what} file (format {payload.get('format')!r})")
-    if payload.get("format_version") != version:
-        raise SchemaError(
-            f"{path}: {what} format version {payload.get('format_version')} (jetad {payload.get('jetad_version')}), "
-            f"this jetad {__version__} reads version {version}; {redo}"
-        )
-
-
-def register(cls: type[Detector]) -> type[Detector]:
-    """Class decorator: make a detector available by its `name` (CLI, benchmark, `Detector.load`)."""
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-class Detector:
+class Detector(Estimator):
     """Base anomaly detector. Subclasses set `name`, take hyper-parameters in `__init__`, implement
     `fit` and `score`, and, if they learn more than the input scaling, `_get_state`/`_set_state`.
     """
 
-    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "detector"
+    extra_payload_keys: ClassVar[tuple[str, ...]] = ("inputs",)
+    remedy: ClassVar[str] = "retrain with 'jetad train'"
 
     def __init__(self, inputs: InputSpec | dict | None = None, seed: int = 0):
         self.inputs = inputs
         self.seed = seed
 
     # -- parameters --------------------------------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        """Constructor arguments as stored (the model's configuration)."""
-        params = {}
-        for cls in type(self).__mro__:
-            if cls is object:
-                continue
-            for p in list(inspect.signature(cls.__init__).parameters)[1:]:
-                if p not in ("args", "kwargs") and hasattr(self, p):
-                    params.setdefault(p, getattr(self, p))
-        if isinstance(params.get("inputs"), InputSpec):
-            params["inputs"] = params["inputs"].to_dict() | {"state": {}}
-        return params
+    def _param_value(self, name: str, value: Any) -> Any:
+        if name == "inputs" and isinstance(value, InputSpec):
+            return value.to_dict() | {"state": {}}
+        return value
 
-    def _input_spec(self) -> InputSpec:
+    def input_spec(self) -> InputSpec:
+        """The (unfitted) input spec this detector reads: its `inputs`, else `default_inputs()`."""
         if isinstance(self.inputs, InputSpec):
             return InputSpec(**{**self.inputs.to_dict(), "state": {}})
         return InputSpec(**(self.inputs or self.default_inputs()))
@@ -108,15 +60,14 @@ class Detector:
         return {"kind": "features"}
 
     # -- contract ------------------------------------------------------------------------------------
-    def fit(self, train: JetSample, val: JetSample | None = None) -> Detector:
+    def fit(self, train: JetSample, val: JetSample | None = None, progress: Progress | None = None) -> Detector:
         raise NotImplementedError
 
     def score(self, sample: JetSample) -> np.ndarray:
         raise NotImplementedError
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "spec_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or Detector.load()")
+    def is_fitted(self) -> bool:
+        return hasattr(self, "spec_")
 
     def _inputs_for(self, sample: JetSample, source: str) -> np.ndarray:
         self._check_fitted()
@@ -126,56 +77,23 @@ class Detector:
 
     def _fit_inputs(self, train: JetSample) -> None:
         """Learn everything about the inputs from training data (the input scaling; subclasses add more)."""
-        self.spec_ = self._input_spec().fit(train, train.describe("training sample"))
+        self.spec_ = self.input_spec().fit(train, train.describe("training sample"))
 
     def _model_inputs(self, sample: JetSample, source: str) -> np.ndarray:
         """The rows the model reads for `sample` (the scaled inputs; subclasses may append columns)."""
         return self.spec_.transform(sample, source)
 
-    def n_parameters(self) -> int:
-        """Trainable parameters (0 for detectors without a network)."""
-        return 0
-
     # -- persistence ---------------------------------------------------------------------------------
-    def _get_state(self) -> dict[str, Any]:
-        return {}
+    def _payload_extra(self) -> dict[str, Any]:
+        return {"inputs": self.spec_.to_dict()}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        pass
-
-    def save(self, path: str | Path) -> Path:
-        """Write parameters, input spec, learned state and training history (atomically)."""
-        self._check_fitted()
-        return write_model_payload(path, {
-            "format": MODEL_FORMAT,
-            "format_version": MODEL_FORMAT_VERSION,
-            "jetad_version": __version__,
-            "detector": self.name,
-            "params": self.get_params(),
-            "inputs": self.spec_.to_dict(),
-            "state": self._get_state(),
-            "history": getattr(self, "history_", None),
-        })
+    def _restore(self, payload: dict[str, Any], path: str | Path) -> None:
+        self.spec_ = InputSpec.from_dict(payload["inputs"])
+        super()._restore(payload, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Detector:
-        """Any saved detector (the right subclass is picked from the file)."""
-        return cls.from_payload(read_model_payload(path), path)
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any], path: str | Path) -> Detector:
-        """The detector stored in a model file's payload (see `read_model_payload`)."""
-        check_model_format(payload, path, MODEL_FORMAT, MODEL_FORMAT_VERSION, "model", "retrain with 'jetad train'")
-        import jetad.detectors  # noqa: F401  (fills the registry)
-
-        name = payload["detector"]
-        if name not in REGISTRY:
-            raise SchemaError(f"{path}: unknown detector {name!r} (known: {sorted(REGISTRY)})")
-        det = REGISTRY[name](**payload["params"])
-        det.spec_ = InputSpec.from_dict(payload["inputs"])
-        det.history_ = payload.get("history")
-        det._set_state(payload["state"])
-        return det
+    def _fill_registry(cls) -> None:
+        import jetad.detectors  # noqa: F401  (its modules register the zoo)
 
 
 class TorchDetector(Detector):
@@ -231,16 +149,26 @@ class TorchDetector(Detector):
 
     optimizer: ClassVar[str] = "adam"
 
-    def build_model(self, input_shape: tuple[int, ...]):
+    # -- the extension points a neural detector fills in -------------------------------------------------
+    def build_model(self, input_shape: tuple[int, ...]) -> torch.nn.Module:
+        """The network for model inputs of shape `input_shape` per jet."""
         raise NotImplementedError
 
-    def loss(self, batch):
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """(scalar training loss, numbers to log) for one mini-batch of model inputs."""
         raise NotImplementedError
 
-    def score_batch(self, batch):
+    def score_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B,) anomaly scores of a batch of model inputs; higher = more anomalous."""
         raise NotImplementedError
 
-    def criterion(self, x_val) -> float:
+    def score_module(self) -> torch.nn.Module:
+        """A module whose forward(model inputs) is the score (what ONNX export traces); default `score_batch`."""
+        from jetad.detectors.export import ScoreBatch
+
+        return ScoreBatch(self)
+
+    def criterion(self, x_val: torch.Tensor | tuple[torch.Tensor, ...]) -> float:
         """Background-only model-selection number (lower is better): mean validation loss by default."""
         import torch
 
@@ -269,7 +197,8 @@ class TorchDetector(Detector):
         n_val = max(1, int(self.val_fraction * len(train)))
         return train[np.sort(idx[n_val:])], train[np.sort(idx[:n_val])]
 
-    def fit(self, train: JetSample, val: JetSample | None = None, monitor=None, progress=None) -> TorchDetector:
+    def fit(self, train: JetSample, val: JetSample | None = None, progress: Progress | None = None,
+            monitor: Callable[[Any], dict[str, float]] | None = None) -> TorchDetector:
         """Fit the input scaling and the network on background jets; keep the best epoch by `criterion`.
 
         Arguments:
@@ -359,15 +288,6 @@ class TorchDetector(Detector):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.model_.parameters() if p.requires_grad)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickled (e.g. inside a saved search): run on the device this machine has, not the one it was fitted on."""
-        self.__dict__.update(state)
-        if "model_" in state:
-            from jetad.detectors.training import pick_device
-
-            self.device_ = pick_device(self.device)
-            self.model_.to(self.device_)
 
     def _get_state(self) -> dict[str, Any]:
         return {"model": {k: v.cpu() for k, v in self.model_.state_dict().items()}, "input_shape": self.input_shape_}

@@ -14,6 +14,7 @@ temperature 0.1; set them with ``JetCLR(dim=1000, n_layers=4, lr=5e-5)`` (the de
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
 
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from jetad.data.sample import JetSample, SchemaError
-from jetad.detectors.base import TorchDetector, register
+from jetad.detectors.base import Progress, TorchDetector, register
 from jetad.detectors.clr_encoder import PT_INPUTS, ConstituentTransformer, constituent_features, jet_axis
 from jetad.detectors.inputs import InputSpec
 from jetad.physics.augment import (
@@ -34,7 +35,7 @@ from jetad.physics.augment import (
     translate,
 )
 
-__all__ = ["SCORE_KINDS", "AnomCLR", "JetCLR", "anomclr_loss", "linear_probe_auc", "nt_xent", "pt_reweight"]
+__all__ = ["SCORE_KINDS", "AnomCLR", "JetCLR", "anomclr_loss", "nt_xent", "pt_reweight"]
 
 SCORE_KINDS = ("norm", "mahalanobis", "nae")
 
@@ -122,7 +123,7 @@ class JetCLR(TorchDetector):
 
     # -- inputs: raw constituents, augmented per batch -----------------------------------------------
     def _fit_inputs(self, train: JetSample) -> None:
-        kind = self._input_spec().kind
+        kind = self.input_spec().kind
         if kind != "constituents":
             raise ValueError(f"{self.name} reads constituents; inputs kind must be 'constituents', not {kind!r}")
         super()._fit_inputs(train)
@@ -182,7 +183,8 @@ class JetCLR(TorchDetector):
         self.rng_.bit_generator.state = state["rng"]
 
     # -- fit, representation, scores -----------------------------------------------------------------
-    def fit(self, train: JetSample, val: JetSample | None = None, monitor=None, progress=None) -> JetCLR:
+    def fit(self, train: JetSample, val: JetSample | None = None, progress: Progress | None = None,
+            monitor: Callable[[Any], dict[str, float]] | None = None) -> JetCLR:
         """Train the encoder on background, then fit the representation scores on the training split."""
         self.rng_ = np.random.default_rng(self.seed)
         super().fit(train, val, monitor=monitor, progress=progress)
@@ -243,6 +245,14 @@ class JetCLR(TorchDetector):
     def score(self, sample: JetSample, batch_size: int = 2048) -> np.ndarray:
         """The `score_kind` score per jet; higher = more anomalous."""
         return self.scores(sample, (self.score_kind,))[self.score_kind]
+
+    def score_module(self) -> torch.nn.Module:
+        """The ONNX-exportable score: raw constituents -> transformer -> Mahalanobis distance or ||g(z)||."""
+        if self.score_kind == "nae":
+            raise NotImplementedError(
+                f"{self.name}: score_kind 'nae' scores the representation with a second detector behind its own "
+                "quantile scaling (not expressible in one graph); export with score_kind 'mahalanobis' or 'norm'")
+        return CLRScore(self)
 
     def invariance_report(self, sample: JetSample, rng: np.random.Generator) -> dict[str, float]:
         """Mean 1 - cos(z, z') between a jet's representation and that of an augmented copy (each augmentation
@@ -334,19 +344,20 @@ def _cos_change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(1.0 - cos))
 
 
-def linear_probe_auc(det: JetCLR, train_sig: JetSample, train_bkg: JetSample, test_sig: JetSample,
-                     test_bkg: JetSample) -> dict[str, float]:
-    """Representation quality (JetCLR's linear classifier test; uses labels, never part of anomaly training):
-    logistic regression on standardized representations; AUC and inverse mistag 1/eps_b at eps_s = 0.5."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+class CLRScore(torch.nn.Module):
+    """JetCLR/AnomCLR: raw constituents (B, n, 5) -> transformer -> squared Mahalanobis distance or ||g(z)||."""
 
-    from jetad.evaluate.metrics import auc, rejection_at
+    def __init__(self, det: JetCLR):
+        super().__init__()
+        self.model = det.model_
+        self.kind, self.pt_input, self.pt_scale = det.score_kind, det.pt_input, float(det.pt_scale_)
+        self.register_buffer("mean", torch.as_tensor(np.asarray(det.mean_, dtype=np.float64)))
+        self.register_buffer("precision", torch.as_tensor(np.asarray(det.precision_, dtype=np.float64)))
 
-    x = np.concatenate([det.representation(train_sig), det.representation(train_bkg)])
-    y = np.r_[np.ones(len(train_sig)), np.zeros(len(train_bkg))]
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
-    s_sig = clf.decision_function(det.representation(test_sig))
-    s_bkg = clf.decision_function(det.representation(test_bkg))
-    return {"auc": auc(s_sig, s_bkg), "inverse_mistag_50": rejection_at(s_sig, s_bkg, 0.5)[0.5]}
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        x, mask, w = constituent_features(raw, None, self.pt_input, self.pt_scale)
+        z = self.model.representation(x, mask, w)
+        if self.kind == "norm":
+            return self.model.head(z).double().norm(dim=1)
+        d = z.double() - self.mean
+        return ((d @ self.precision) * d).sum(1)

@@ -10,16 +10,19 @@ __all__ = ["distance_correlation_sq"]
 
 
 def distance_correlation_sq(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Squared distance correlation dCor^2(x, y) of two (B,) tensors (Szekely 2007), differentiable, O(B^2).
+    """Squared distance correlation dCor^2(x, y) of (B,) or (B, D) tensors (Szekely 2007), differentiable, O(B^2).
 
-    0 for independent variables, 1 for a linear relation; the DisCo loss term is lambda * dCor^2.
+    0 for independent variables, 1 for a linear relation; the DisCo loss term is lambda * dCor^2. A (B, D)
+    argument (a representation) uses Euclidean distances between its rows.
     """
-    x, y = x.flatten().to(torch.float64), y.flatten().to(torch.float64)
-    w = torch.ones_like(x) if weights is None else weights.flatten().to(torch.float64)
+    x, y = (v.reshape(len(v), -1).to(torch.float64) for v in (x, y))
+    w = torch.ones(len(x), dtype=torch.float64, device=x.device) if weights is None else \
+        weights.flatten().to(torch.float64)
     w = w / w.mean()
 
     def centred(v: torch.Tensor) -> torch.Tensor:
-        d = (v[:, None] - v[None, :]).abs()
+        diff = v[:, None, :] - v[None, :, :]
+        d = diff.abs()[..., 0] if v.shape[1] == 1 else (diff.square().sum(-1) + 1e-12).sqrt()
         row = (d * w[None, :]).mean(1)
         return d - row[:, None] - row[None, :] + (row * w).mean()
 

@@ -27,7 +27,7 @@ from jetad import __version__
 from jetad.data.sample import JetSample
 from jetad.detectors.base import Detector, TorchDetector
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "export_onnx", "onnx_inputs", "onnx_latency", "score_module"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ScoreBatch", "export_onnx", "onnx_inputs", "onnx_latency", "score_module"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ INPUT_NAME = "inputs"
 OUTPUT_NAME = "score"
 
 
-class _ScoreBatch(nn.Module):
+class ScoreBatch(nn.Module):
     """forward(x) = det.score_batch(x); the network is registered so its weights become graph initializers."""
 
     def __init__(self, det: TorchDetector):
@@ -45,44 +45,6 @@ class _ScoreBatch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.det[0].score_batch(x)
-
-
-class _NuRDScore(nn.Module):
-    """NuRD: r_X from the CNN/MLP, Mahalanobis distance to each background class (float64), min or one class."""
-
-    def __init__(self, det: Any):
-        super().__init__()
-        self.represent = det.model_.represent
-        self.register_buffer("means", torch.as_tensor(np.asarray(det.means_, dtype=np.float64)))  # (K, d)
-        self.register_buffer("precisions", torch.as_tensor(np.asarray(det.precisions_, dtype=np.float64)))
-        self.column = det._score_column()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        diff = self.represent(x).double()[:, None, :] - self.means[None]  # (B, K, d)
-        d2 = ((diff[:, :, None, :] @ self.precisions[None])[:, :, 0, :] * diff).sum(-1)  # (B, K)
-        d = d2.clamp_min(0).sqrt()
-        return d.min(1).values if self.column is None else d[:, self.column]
-
-
-class _CLRScore(nn.Module):
-    """JetCLR/AnomCLR: raw constituents (B, n, 5) -> transformer -> squared Mahalanobis distance or ||g(z)||."""
-
-    def __init__(self, det: Any):
-        super().__init__()
-        self.model = det.model_
-        self.kind, self.pt_input, self.pt_scale = det.score_kind, det.pt_input, float(det.pt_scale_)
-        self.register_buffer("mean", torch.as_tensor(np.asarray(det.mean_, dtype=np.float64)))
-        self.register_buffer("precision", torch.as_tensor(np.asarray(det.precision_, dtype=np.float64)))
-
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
-        from jetad.detectors.clr_encoder import constituent_features
-
-        x, mask, w = constituent_features(raw, None, self.pt_input, self.pt_scale)
-        z = self.model.representation(x, mask, w)
-        if self.kind == "norm":
-            return self.model.head(z).double().norm(dim=1)
-        d = z.double() - self.mean
-        return ((d @ self.precision) * d).sum(1)
 
 
 @contextmanager
@@ -99,12 +61,10 @@ def _mha_fastpath(enabled: bool) -> Iterator[None]:
 def score_module(det: Detector) -> nn.Module:
     """A torch module, forward(model inputs) -> anomaly score (B,), equal to `det.score`; eval mode, on CPU.
 
+    The module is the detector's own `score_module()` (default: `ScoreBatch`, forward = `score_batch`).
     Moves the detector's network to the CPU (`det.device_` follows). Raises NotImplementedError for detectors
     whose score is not one forward pass of a network.
     """
-    from jetad.detectors.clr import JetCLR
-    from jetad.detectors.nurd import NuRD
-
     if not isinstance(det, TorchDetector):
         raise NotImplementedError(
             f"{det.name or type(det).__name__}: the score is not a neural network forward pass (e.g. 'emd' solves "
@@ -112,16 +72,7 @@ def score_module(det: Detector) -> nn.Module:
     det._check_fitted()
     if getattr(det, "_score_needs_grad", False):
         raise NotImplementedError(f"{det.name}: the score needs input gradients; not exportable as a forward pass")
-    if isinstance(det, JetCLR):
-        if det.score_kind == "nae":
-            raise NotImplementedError(
-                f"{det.name}: score_kind 'nae' scores the representation with a second detector behind its own "
-                "quantile scaling (not expressible in one graph); export with score_kind 'mahalanobis' or 'norm'")
-        module: nn.Module = _CLRScore(det)
-    elif isinstance(det, NuRD):
-        module = _NuRDScore(det)
-    else:
-        module = _ScoreBatch(det)
+    module = det.score_module()
     det.model_.to("cpu")
     det.device_ = torch.device("cpu")
     return module.to("cpu").eval()

@@ -98,7 +98,7 @@ class FlowDensity(TorchDetector):
         return (self.condition,) if isinstance(self.condition, str) else tuple(self.condition)
 
     def _validated_spec(self) -> InputSpec:
-        spec = self._input_spec()
+        spec = self.input_spec()
         if spec.kind != "features":
             raise ValueError(f"flows model feature vectors; got input kind {spec.kind!r}")
         clash = [c for c in self._context_names() if c in spec.features]

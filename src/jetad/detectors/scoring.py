@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jetad.data.sample import JetSample
+from jetad.data.sample import JetSample, SchemaError
 from jetad.data.scores import ScoreTable, observers_of, write_scores
 from jetad.data.store import iter_samples, sample_info
 from jetad.detectors.base import Detector
@@ -40,8 +40,19 @@ def score_files(
     chunk_size: int = 50_000,
     progress: Callable[[int, int], None] | None = None,
 ) -> ScoreTable:
-    """Score every jet of `files` (chunked, so memory is bounded) and optionally write a score file."""
-    total = sum(sample_info(f).n_jets for f in files)
+    """Score every jet of `files` (chunked, so memory is bounded) and optionally write a score file.
+
+    Raises ValueError for no files or a chunk size below 1, SchemaError for a file without jets.
+    """
+    if not files:
+        raise ValueError("no files to score")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive number of jets, got {chunk_size}")
+    counts = [sample_info(f).n_jets for f in files]
+    for f, n in zip(files, counts, strict=True):
+        if n == 0:
+            raise SchemaError(f"{f}: no jets to score (an empty sample)")
+    total = sum(counts)
     parts: dict[str, list[np.ndarray]] = {"score": [], "label": [], "weight": [], "source": []}
     observers: dict[str, list[np.ndarray]] = {}
     done, t0 = 0, time.perf_counter()

@@ -14,14 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from jetad.detectors.base import write_model_payload
+from jetad.data.model_file import read_model_payload, write_model_payload
+from jetad.data.sample import SchemaError
+from jetad.detectors.estimator import Progress
 
 __all__ = ["History", "TrainingDiverged", "pick_device", "train_loop"]
 
 log = logging.getLogger(__name__)
 
 Step = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
-Progress = Callable[[int, int, dict[str, float]], None]
 
 
 class TrainingDiverged(RuntimeError):
@@ -51,6 +52,28 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def _read_checkpoint(ckpt: Path) -> dict[str, Any] | None:
+    """A checkpoint's payload; None (with a warning, the file set aside as `*.corrupt`) if it is unreadable.
+
+    Read with the safe model-file reader, so a planted checkpoint cannot run code; a truncated one (a job
+    killed while the file system lost the rename, a disk full) must not stop training for good.
+    """
+    if not ckpt.exists():
+        return None
+    try:
+        saved = read_model_payload(ckpt)
+        for key in ("fingerprint", "epoch", "model", "optimizer", "generator", "torch_rng", "history", "best_state",
+                    "bad_epochs"):
+            if key not in saved:
+                raise SchemaError(f"{ckpt}: checkpoint has no {key!r}")
+        return saved
+    except SchemaError as err:
+        aside = ckpt.with_name(ckpt.name + ".corrupt")
+        ckpt.replace(aside)
+        log.warning("%s; set aside as %s, training starts afresh", err, aside)
+        return None
 
 
 def train_loop(
@@ -97,15 +120,16 @@ def train_loop(
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start, bad_epochs = 0, 0
     ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt and ckpt.exists():
-        saved = torch.load(ckpt, map_location=device, weights_only=False)
+    saved = _read_checkpoint(ckpt) if ckpt else None
+    if saved is not None:
         if saved.get("fingerprint") == fingerprint:
-            model.load_state_dict(saved["model"])
+            model.load_state_dict({k: v.to(device) for k, v in saved["model"].items()})
             opt.load_state_dict(saved["optimizer"])
             gen.set_state(saved["generator"])
             torch.set_rng_state(saved["torch_rng"])
             history = History(**saved["history"])
-            best_state, start, bad_epochs = saved["best_state"], saved["epoch"] + 1, saved["bad_epochs"]
+            best_state = {k: v.to(device) for k, v in saved["best_state"].items()}
+            start, bad_epochs = saved["epoch"] + 1, saved["bad_epochs"]
             if extra_state and saved.get("extra") is not None:
                 extra_state[1](saved["extra"])
             log.info("resuming from %s at epoch %d", ckpt, start)

@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 SQRT_S_GEV = 13000.0
+#: A fit range (low, high) [GeV]; None, or a None edge, takes the data's min / max.
+FitRange = tuple[float | None, float | None] | None
 #: (p1, p2, p3) of a QCD-like spectrum in the LHCO mass range, used by the null check and as a start value.
 QCD_LIKE_SHAPE = (10.0, 5.0, 0.0)
 _NAMES = ("p0", "p1", "p2", "p3")
@@ -207,15 +209,20 @@ def _integral_gradient(theta: np.ndarray, lo: float, hi: float, pivot: float, sq
     return dlog @ f
 
 
-def _fit_edges(m: np.ndarray, bins: int | np.ndarray, range: tuple[float, float] | None) -> np.ndarray:
+def _fit_edges(m: np.ndarray, bins: int | np.ndarray, range: FitRange) -> np.ndarray:
+    """Bin edges [GeV]: explicit edges, or `bins` equal bins over `range` (a None edge is the data's min/max)."""
     if np.ndim(bins) == 1:
         edges = np.asarray(bins, dtype=np.float64)
-        if len(edges) < 2 or (np.diff(edges) <= 0).any():
-            raise ValueError("bins: edges must be increasing, at least two")
+        if len(edges) < 2 or not np.isfinite(edges).all() or (np.diff(edges) <= 0).any():
+            raise ValueError("bins: edges must be finite and increasing, at least two")
         return edges
-    if range is None and len(m) == 0:
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
+        raise ValueError(f"bins must be a positive number of bins, got {bins!r}")
+    lo, hi = range if range is not None else (None, None)
+    if (lo is None or hi is None) and len(m) == 0:
         raise ValueError("no events: cannot set a fit range from the data")
-    lo, hi = range if range is not None else (float(m.min()), float(m.max()))
+    lo = float(m.min()) if lo is None else float(lo)
+    hi = float(m.max()) if hi is None else float(hi)
     if not 0 < lo < hi < SQRT_S_GEV:
         raise ValueError(f"fit range ({lo:g}, {hi:g}) GeV must satisfy 0 < lo < hi < sqrt(s) = {SQRT_S_GEV:g} GeV")
     return np.linspace(lo, hi, int(bins) + 1)
@@ -237,7 +244,7 @@ def fit_background(
     mjj: np.ndarray,
     weights: np.ndarray | None = None,
     bins: int | np.ndarray = 40,
-    range: tuple[float, float] | None = None,
+    range: FitRange = None,
     exclude: tuple[float, float] | None = None,
     sqrt_s: float = SQRT_S_GEV,
     n_params: int = 4,
@@ -248,7 +255,7 @@ def fit_background(
         mjj: (N,) dijet masses [GeV].
         weights: optional event weights (a scaled-Poisson likelihood: sum w per bin over sum w^2 / sum w).
         bins: number of bins over `range`, or explicit edges.
-        range: fit range [GeV]; default: the data's min and max.
+        range: fit range (low, high) [GeV]; default, or a None edge: the data's min and max.
         exclude: a window (lo, hi) [GeV]; every bin overlapping it is left out of the fit (sideband fit).
         sqrt_s: collision energy [GeV] in x = mjj / sqrt(s).
         n_params: 4, or 3 to fix p3 = 0 (the 3-parameter dijet function, for small samples).
@@ -461,6 +468,7 @@ class BumpHuntResult:
         b = self.best
         return {
             "efficiency": self.efficiency, "threshold": self.threshold, "n_events": self.n_events,
+            "fit_range_gev": [float(self.edges[0]), float(self.edges[-1])],
             "best_center_gev": float(self.centers[b]), "best_window_gev": [float(self.lo[b]), float(self.hi[b])],
             "n_obs": float(self.n_obs[b]), "n_exp": float(self.n_exp[b]), "sigma_exp": float(self.sigma_exp[b]),
             "signal_yield": float(self.signal_yield[b]), "signal_yield_err": float(self.signal_yield_err[b]),
@@ -477,6 +485,12 @@ class BumpHuntResult:
         }
 
 
+def _check_width(width_fraction: float) -> None:
+    """A window width (fraction of its centre) must lie in (0, 1): 0 would scan forever, 1 has no sidebands."""
+    if not 0 < width_fraction < 1:
+        raise ValueError(f"width_fraction must be in (0, 1), got {width_fraction}")
+
+
 def _window(center: float, width_fraction: float) -> tuple[float, float]:
     return center * (1.0 - width_fraction / 2.0), center * (1.0 + width_fraction / 2.0)
 
@@ -485,6 +499,9 @@ def default_centers(
     edges: np.ndarray, width_fraction: float = 0.1, step_fraction: float = 0.5, sideband_bins: int = 3
 ) -> np.ndarray:
     """Window centres [GeV] spaced by `step_fraction` of a window width, keeping `sideband_bins` bins each side."""
+    _check_width(width_fraction)
+    if not 0 < step_fraction <= 1:
+        raise ValueError(f"step_fraction must be in (0, 1], got {step_fraction}")
     width = edges[1] - edges[0]
     lo_min, hi_max = edges[0] + sideband_bins * width, edges[-1] - sideband_bins * width
     c = lo_min / (1.0 - width_fraction / 2.0)
@@ -562,7 +579,7 @@ def scan_windows(
     centers: Sequence[float] | np.ndarray | None = None,
     width_fraction: float = 0.1,
     bins: int | np.ndarray = 40,
-    range: tuple[float, float] | None = None,
+    range: FitRange = None,
     weights: np.ndarray | None = None,
     n_toys: int = 0,
     seed: int = 0,
@@ -577,7 +594,8 @@ def scan_windows(
         mjj: (N,) dijet masses [GeV].
         centers: window centres [GeV]; default `default_centers` (half-overlapping windows inside the range).
         width_fraction: f, the window width relative to its centre (about twice the mjj resolution).
-        bins, range: the fit binning (default: 40 bins over the data's min..max).
+        bins, range: the fit binning (default: 40 bins over the data's min..max; a None edge of the range is the
+            data's).
         weights: optional event weights.
         n_toys: background-only toys for the global p-value (0: none). Each toy draws Poisson pseudo-data from
             the full-range fit and re-runs the whole scan; the maximum Z over windows is recorded.
@@ -589,8 +607,7 @@ def scan_windows(
     Raises ValueError for a window outside the range or too few sideband events, FitError when a fit fails.
     """
     m, w = _as_mass(mjj, weights, "scan_windows")
-    if not 0 < width_fraction < 1:
-        raise ValueError(f"width_fraction must be in (0, 1), got {width_fraction}")
+    _check_width(width_fraction)
     edges = _fit_edges(m, bins, range)
     inside = (m >= edges[0]) & (m <= edges[-1])
     if w[inside].sum() < min_sideband_events:
@@ -656,7 +673,7 @@ def bump_hunt(
     centers: Sequence[float] | np.ndarray | None = None,
     width_fraction: float = 0.1,
     bins: int | np.ndarray = 40,
-    range: tuple[float, float] | None = None,
+    range: FitRange = None,
     n_toys: int = 0,
     seed: int = 0,
     min_events: int = 50,
@@ -671,6 +688,7 @@ def bump_hunt(
     Raises ValueError when fewer than `min_events` events are selected or lie in the sidebands.
     """
     m, w = _as_mass(mjj, weights, "bump_hunt")
+    _check_width(width_fraction)
     if scores is None:
         efficiencies, scores = (1.0,), np.zeros_like(m)
     scores = np.asarray(scores, dtype=np.float64).ravel()

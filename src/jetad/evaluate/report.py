@@ -169,21 +169,29 @@ def _score_attrs(path: Path | None) -> dict[str, Any]:
         return {}
 
 
-def _load_model(path: Path | None) -> Any:
+def _load_model(path: Path | None) -> dict[str, Any] | None:
+    """The payload of a model file (history and parameter count are all the report reads; no detector is built).
+
+    Read with the safe model-file reader: a file that is not arrays + JSON is refused, logged and skipped.
+    """
     if path is None:
         return None
-    try:
-        from jetad.detectors.base import Detector
+    from jetad.data.model_file import read_model_payload
 
-        return Detector.load(path)
-    except Exception as err:  # a report should survive a model it cannot read (other version, no torch)
-        log.warning("%s: model not loaded (%s)", path, err)
+    try:
+        return read_model_payload(path)
+    except (OSError, ValueError) as err:  # a report should survive a model it cannot read (other version, crafted)
+        log.warning("%s: model not read (%s)", path, err)
         return None
 
 
-def _training_logs(model: Any) -> dict[str, list[float]]:
-    history = getattr(model, "history_", None)
-    logs = history.get("logs") if isinstance(history, dict) else None
+def _history(model: dict[str, Any] | None) -> dict[str, Any]:
+    history = model.get("history") if isinstance(model, dict) else None
+    return history if isinstance(history, dict) else {}
+
+
+def _training_logs(model: dict[str, Any] | None) -> dict[str, list[float]]:
+    logs = _history(model).get("logs")
     if not isinstance(logs, dict):
         return {}
     # "epoch" is the x axis, not a curve; the criterion is what early stopping watches, on validation jets.
@@ -259,7 +267,7 @@ def _evaluation_section(r: dict[str, Any], tmp: Path) -> str:
 
         png = plot_training_curves(logs, tmp / f"{r['anchor']}_training.png",
                                    caption=f"{r['detector']}: training ({r['model_path'].name})")
-        history = r["model"].history_
+        history = _history(r["model"])
         best = history.get("best_epoch")
         best_txt = str(best + 1) if isinstance(best, int) and best >= 0 else "?"
         note = (f"Training curves per epoch (counted from 1); best epoch {escape(best_txt)}; "
@@ -337,10 +345,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
         model = models[model_path]
         n_params = ev["metrics"].get("n_parameters", score_attrs.get("n_parameters"))
         if n_params is None and model is not None:
-            try:
-                n_params = model.n_parameters()
-            except Exception:  # an unfitted or foreign model: the column stays empty
-                n_params = None
+            n_params = model.get("n_parameters")
         rows.append({
             "anchor": f"eval-{i}", "dir": ev["_dir"], "detector": detector, "metrics": ev["metrics"],
             "signal": str(ev.get("signal", "?")), "background": str(ev.get("background", "?")),
@@ -369,7 +374,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
     if grids:  # signal-parameter scans (benchmark grid tasks): AUC heatmaps, one per task and detector
         body.append("<h2>AUC grids over signal parameters</h2>")
         body.append('<div class="grid">' + "".join(
-            _figure(g, str(g.parent.relative_to(run_dir)), wide=True) for g in grids) + "</div>")
+            _figure(g, escape(str(g.parent.relative_to(run_dir))), wide=True) for g in grids) + "</div>")
     body.append("<h2>Evaluations</h2>")
     with tempfile.TemporaryDirectory(prefix="jetad-report-") as tmp:
         body.extend(_evaluation_section(r, Path(tmp)) for r in rows)

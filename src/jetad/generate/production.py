@@ -2,9 +2,11 @@
 
 The unit of work is (config, seed, shard index, rows) -> one HDF5 file, written under a temporary name and
 renamed when complete. A request that fits one shard writes a single file at the output path; a larger one
-writes ``OUT/000.h5, OUT/001.h5, ...`` and, when every shard is done, ``OUT/manifest.json``. Re-running the
-same command keeps finished shards (checked by their provenance) and redoes the rest, so the result is the
-same whether it ran in one go, resumed, or ran on any number of workers.
+writes ``OUT/manifest.json`` (marked unfinished) before it touches any shard, then ``OUT/000.h5, OUT/001.h5,
+...``, and marks the manifest complete when every shard is done; readers refuse the directory in between, and
+refuse shards whose production hash or seed differ from the manifest's. Re-running the same command keeps
+finished shards (checked by their provenance) and redoes the rest, so the result is the same whether it ran in
+one go, resumed, or ran on any number of workers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from jetad.data.store import SampleInfo, write_manifest, write_sample
+from jetad.data.store import SampleInfo, same_attr, write_manifest, write_sample
 from jetad.generate.pipeline import generate_sample
 from jetad.generate.processes import GenerationConfig
 
@@ -62,7 +64,7 @@ def _shard_done(path: Path, rows: int, tag: str) -> bool:
         info = SampleInfo(path)
     except Exception:  # an unreadable leftover is redone, never trusted
         return False
-    return info.n_jets == rows and info.attrs.get("production_hash") == tag
+    return info.n_jets == rows and same_attr(info.attrs.get("production_hash"), tag)
 
 
 def produce(
@@ -87,6 +89,8 @@ def produce(
     sizes = plan_shards(n, shard_size)
     tag = config_hash(cfg, seed, shard_size)
     if len(sizes) == 1:
+        if out.is_dir():
+            raise FileExistsError(f"{out}: is a directory, but {n} rows fit one file; choose another output path")
         if _shard_done(out, n, tag):
             log.info("%s is complete; nothing to do", out)
             return out
@@ -96,7 +100,12 @@ def produce(
         raise FileExistsError(f"{out}: exists and is a file, but {len(sizes)} shards need a directory")
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(rows, i, out / f"{i:03d}.h5") for i, rows in enumerate(sizes)]
+    shards = [{"file": p.name, "n_jets": rows, "shard": i} for rows, i, p in jobs]
+    attrs = {"production_hash": tag, "seed": seed, "n_jets": n, "shard_size": shard_size, **cfg.to_attrs()}
     todo = [j for j in jobs if not _shard_done(j[2], j[0], tag)]
+    # The manifest names this production before any shard is rewritten, so a run killed half-way (or a mix of
+    # this production's shards with another's) can never read as complete.
+    write_manifest(out, shards, attrs, complete=False)
     for _, _, path in todo:
         path.with_name(path.name + ".tmp").unlink(missing_ok=True)
     done_rows = n - sum(rows for rows, _, _ in todo)
@@ -106,8 +115,7 @@ def produce(
             _run_dask(cfg, todo, seed, features, tag, progress, n, done_rows, workers, scheduler)
         else:
             _run_inline(cfg, todo, seed, features, tag, progress, n, done_rows)
-    shards = [{"file": p.name, "n_jets": rows, "shard": i} for rows, i, p in jobs]
-    write_manifest(out, shards, {"production_hash": tag, "seed": seed, "n_jets": n, **cfg.to_attrs()})
+    write_manifest(out, shards, attrs, complete=True)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Energy Mover's Distance and Wasserstein-p distances between jets (1902.02346), with POT's exact solver.
+"""Energy Mover's Distance and Wasserstein-p distances between jets (1902.02346), exact or linearized.
 
 Definitions (theta_ij = dR_ij / R, dR over (eta, phi) with phi differences wrapped; f_ij >= 0 a plan):
 
@@ -19,27 +19,33 @@ Definitions (theta_ij = dR_ij / R, dR over (eta, phi) with phi differences wrapp
   everything. It is a metric when R is at least half the largest dR in the jets.
 
 Jets are given as a (N, P, >=3) array of (pT [GeV], eta, phi, ...) with zero-pT padding, a list of
-(P_i, >=3) arrays, or a `JetSample`. With ``center=True`` (default) each jet is moved to its pT-weighted
-centroid (`images.preprocess_constituents`), so distances compare shapes, not positions; ``align=True``
-also rotates and flips as for jet images (use it with the `average_jet` reference, which is aligned).
+(P_i, >=3) arrays, or a `JetSample`; event-level inputs are the same arrays with all particles of an event.
+With ``center=True`` (default) each jet is moved to its pT-weighted centroid
+(`images.preprocess_constituents`), so distances compare shapes, not positions; ``align=True`` also rotates
+and flips as for jet images (use it with the `average_jet` reference, which is aligned).
+
+Solvers (``solver=``): ``"exact"`` (default) the compiled network simplex of `jetad.physics.network_simplex`
+over whole tiles of pairs (`jetad.physics.emd_pairs`), equal to POT's `ot.emd2` to 1e-12 and faster than the
+`wasserstein` C++ library; ``"pot"`` POT's `ot.emd2` per pair (the reference); ``"lot"`` linearized optimal
+transport (2008.08604, `jetad.physics.linearized_ot`): one exact solve per jet against a reference, then
+cheap distances between the embeddings (approximate; its cost is measured in docs/benchmarks/ot.md).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
-import ot
 
 from jetad.data import JetSample
-from jetad.physics.images import jet_images, preprocess_constituents, wrap_phi
+from jetad.physics.emd_pairs import FlatJets, flat_jets, iter_tiles, pair_distance_pot, tile_distances
+from jetad.physics.emd_stream import DistanceMatrix, TileHandler, stream_tiles
+from jetad.physics.images import jet_images, preprocess_constituents
 
 __all__ = [
+    "SOLVERS",
     "KMedoids",
     "average_jet",
     "emd",
@@ -50,9 +56,8 @@ __all__ = [
     "pairwise_emd",
 ]
 
+SOLVERS = ("exact", "pot", "lot")
 Jets = np.ndarray | Sequence[np.ndarray] | JetSample
-# One prepared jet: (weights (n,), coordinates (n, 2)), padding removed.
-_Prepared = tuple[np.ndarray, np.ndarray]
 
 
 def _as_padded(jets: Jets) -> tuple[np.ndarray, np.ndarray]:
@@ -73,66 +78,23 @@ def _as_padded(jets: Jets) -> tuple[np.ndarray, np.ndarray]:
     return arr, arr[..., 0] > 0
 
 
-def _prepare(jets: Jets, center: bool, align: bool, normalize: bool) -> list[_Prepared]:
+def _prepare(jets: Jets, center: bool, align: bool, normalize: bool) -> FlatJets:
     arr, real = _as_padded(jets)
     pt, eta, phi = arr[..., 0], arr[..., 1], arr[..., 2]
     if center or align:
         eta, phi = preprocess_constituents(pt, eta, phi, real, rotate=align, flip=align)
-    out = []
-    for i in range(len(arr)):
-        keep = real[i]
-        if not keep.any():
-            raise ValueError(f"emd: jet {i} has no particle with pT > 0")
-        w = pt[i, keep]
-        out.append((w / w.sum() if normalize else w, np.stack([eta[i, keep], phi[i, keep]], axis=1)))
-    return out
+    return flat_jets(pt, eta, phi, real, normalize)
 
 
-def _pair(a: _Prepared, b: _Prepared, p: float, R: float, normalize: bool, wrap: bool) -> float:
-    (wa, xa), (wb, xb) = a, b
-    deta = xa[:, None, 0] - xb[None, :, 0]
-    dphi = xa[:, None, 1] - xb[None, :, 1]
-    if wrap:
-        dphi = wrap_phi(dphi)
-    cost = np.sqrt(deta**2 + dphi**2) / R
-    if p != 1:
-        cost = cost**p
-    if normalize:
-        value = float(ot.emd2(wa, wb, cost, center_dual=False, check_marginals=False))
-        return value ** (1 / p) if p > 1 else value
-    # 1902.02346: a dummy particle on the lighter side carries the pT difference at unit distance
-    ea, eb = wa.sum(), wb.sum()
-    scale = max(ea, eb)
-    wa, wb = wa / scale, wb / scale
-    if ea < eb:
-        wa, cost = np.append(wa, 1.0 - wa.sum()), np.vstack([cost, np.ones((1, len(wb)))])
-    elif eb < ea:
-        wb, cost = np.append(wb, 1.0 - wb.sum()), np.hstack([cost, np.ones((len(wa), 1))])
-    return float(ot.emd2(wa, wb, cost, center_dual=False, check_marginals=False)) * scale
-
-
-def _tile(
-    rows: list[_Prepared], cols: list[_Prepared] | None, p: float, R: float, normalize: bool, wrap: bool
-) -> np.ndarray:
-    """Distances rows x cols; ``cols=None`` means a diagonal tile (rows x rows, upper half mirrored)."""
-    if cols is None:
-        out = np.zeros((len(rows), len(rows)))
-        for i in range(len(rows)):
-            for j in range(i + 1, len(rows)):
-                out[i, j] = out[j, i] = _pair(rows[i], rows[j], p, R, normalize, wrap)
-        return out
-    out = np.empty((len(rows), len(cols)))
-    for i, a in enumerate(rows):
-        for j, b in enumerate(cols):
-            out[i, j] = _pair(a, b, p, R, normalize, wrap)
-    return out
-
-
-def _check(p: float, R: float, normalize: bool) -> None:
+def _check(p: float, R: float, normalize: bool, solver: str = "exact") -> None:
     if p <= 0 or R <= 0:
         raise ValueError(f"emd: need p > 0 and R > 0, got p={p}, R={R}")
     if not normalize and p != 1:
         raise ValueError(f"emd: normalize=False (EMD in GeV) is defined for p=1 only, got p={p}")
+    if solver not in SOLVERS:
+        raise ValueError(f"emd: solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "lot" and not normalize:
+        raise ValueError("emd: solver='lot' needs normalize=True (it transports pT fractions)")
 
 
 def emd(
@@ -149,8 +111,8 @@ def emd(
     Dimensionless for ``normalize=True``, GeV for ``normalize=False``; see the module docstring.
     """
     _check(p, R, normalize)
-    prep = _prepare([jet_a, jet_b], center, align, normalize)
-    return _pair(prep[0], prep[1], p, R, normalize, wrap=not (center or align))
+    a, b = _prepare([jet_a], center, align, normalize), _prepare([jet_b], center, align, normalize)
+    return float(tile_distances(a, slice(0, 1), b, slice(0, 1), p, R, not normalize, not (center or align))[0, 0])
 
 
 def iter_pairwise_emd(
@@ -164,61 +126,52 @@ def iter_pairwise_emd(
     block_size: int = 256,
     n_jobs: int = 1,
 ) -> Iterator[tuple[slice, slice, np.ndarray]]:
-    """Stream the pairwise distance matrix as tiles ``(rows, cols, block)`` without holding all N^2 values.
+    """Stream the exact pairwise distance matrix as tiles ``(rows, cols, block)`` without holding N^2 values.
 
     Like wasserstein.PairwiseEMD with a handler: memory is O(block_size^2) per tile in flight. When
     ``jets_b`` is None the matrix is symmetric and only tiles on or above the diagonal are yielded
-    (``cols.start >= rows.start``); mirror them for the rest. ``n_jobs > 1`` computes tiles in worker
-    processes (POT's solver is single-threaded; ``n_jobs <= 0`` uses all cores), at most 2 * n_jobs tiles
-    at a time; workers start with the "forkserver" method, so a script using it needs the
-    ``if __name__ == "__main__":`` guard, and the start-up (a few seconds: each worker imports POT, which
-    imports torch) pays off from about 10^4 pairs on.
+    (``cols.start >= rows.start``); mirror them for the rest. ``n_jobs > 1`` computes tiles in that many
+    threads (the compiled solver releases the GIL; ``n_jobs <= 0``: one per core).
     """
     _check(p, R, normalize)
     prep_a = _prepare(jets_a, center, align, normalize)
     prep_b = None if jets_b is None else _prepare(jets_b, center, align, normalize)
-    return _iter_tiles(prep_a, prep_b, p, R, normalize, not (center or align), block_size, n_jobs)
+    threads = _threads(n_jobs)
+    return iter_tiles(prep_a, prep_b, p, R, not normalize, not (center or align),
+                      _block(len(prep_a), block_size, threads), threads)
 
 
-def _iter_tiles(
-    prep_a: list[_Prepared],
-    prep_b: list[_Prepared] | None,
-    p: float,
-    R: float,
-    normalize: bool,
-    wrap: bool,
-    block_size: int,
-    n_jobs: int,
-) -> Iterator[tuple[slice, slice, np.ndarray]]:
-    def tasks() -> Iterator[tuple[slice, slice, list[_Prepared], list[_Prepared] | None]]:
-        for i0 in range(0, len(prep_a), block_size):
-            rows = slice(i0, min(i0 + block_size, len(prep_a)))
-            if prep_b is None:
-                for j0 in range(i0, len(prep_a), block_size):
-                    cols = slice(j0, min(j0 + block_size, len(prep_a)))
-                    yield rows, cols, prep_a[rows], None if j0 == i0 else prep_a[cols]
-            else:
-                for j0 in range(0, len(prep_b), block_size):
-                    cols = slice(j0, min(j0 + block_size, len(prep_b)))
-                    yield rows, cols, prep_a[rows], prep_b[cols]
+def _threads(n_jobs: int) -> int:
+    import os
 
-    if n_jobs <= 0:
-        n_jobs = os.cpu_count() or 1
-    if n_jobs == 1:
-        for rows, cols, ra, cb in tasks():
-            yield rows, cols, _tile(ra, cb, p, R, normalize, wrap)
-        return
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=context) as pool:
-        pending: deque[tuple[slice, slice, Future[np.ndarray]]] = deque()
-        for rows, cols, ra, cb in tasks():
-            pending.append((rows, cols, pool.submit(_tile, ra, cb, p, R, normalize, wrap)))
-            if len(pending) >= 2 * n_jobs:
-                r, c, fut = pending.popleft()
-                yield r, c, fut.result()
-        while pending:
-            r, c, fut = pending.popleft()
-            yield r, c, fut.result()
+    return n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
+
+
+def _block(n_a: int, block_size: int, n_jobs: int) -> int:
+    """Tile size: `block_size`, smaller when that leaves fewer than ~4 tiles per thread (load balance)."""
+    if n_jobs <= 1:
+        return block_size
+    return max(8, min(block_size, -(-n_a // (3 * n_jobs))))
+
+
+def _pot_tiles(a: FlatJets, b: FlatJets | None, p: float, R: float, gev: bool, wrap: bool, block_size: int,
+               skip: set[tuple[int, int]]) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """POT's `ot.emd2` per pair, the same tiles (the reference the compiled solver is checked against)."""
+    from jetad.physics.emd_pairs import tiles
+
+    other = a if b is None else b
+    for rows, cols in tiles(len(a), None if b is None else len(b), block_size):
+        if (rows.start, cols.start) in skip:
+            continue
+        block = np.zeros((rows.stop - rows.start, cols.stop - cols.start))
+        for i in range(rows.start, rows.stop):
+            for j in range(cols.start, cols.stop):
+                if b is None and j <= i:
+                    continue
+                block[i - rows.start, j - cols.start] = pair_distance_pot(a.jet(i), other.jet(j), p, R, gev, wrap)
+        if b is None and rows == cols:
+            block = np.triu(block, 1) + np.triu(block, 1).T
+        yield rows, cols, block
 
 
 def pairwise_emd(
@@ -231,21 +184,53 @@ def pairwise_emd(
     align: bool = False,
     n_jobs: int = 1,
     block_size: int = 256,
-) -> np.ndarray:
+    handler: TileHandler | list[TileHandler] | None = None,
+    checkpoint: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    solver: str = "exact",
+    lot_reference: np.ndarray | None = None,
+    checkpoint_every: float = 60.0,
+) -> Any:
     """(N_a, N_b) matrix of EMD / W_p distances (N_a x N_a, symmetric, zero diagonal if ``jets_b`` is None).
 
-    Materializes the matrix; for large N consume `iter_pairwise_emd` instead.
+    With a `handler` (`emd_stream.DistanceFile`, `KNearest`, `DistanceHistogram`, ..., or a list of them) the
+    tiles are streamed into it and ``handler.result()`` is returned: no N^2 matrix in memory. `checkpoint` (a path)
+    makes the stream resumable (saved every `checkpoint_every` seconds and at the end; a rerun skips the
+    finished tiles); `progress(done_pairs, total_pairs)` is called after each tile.
+    ``solver="lot"`` uses linearized OT against `lot_reference` (default: `linearized_ot.lot_reference`
+    of the jets themselves).
     """
+    _check(p, R, normalize, solver)
+    symmetric = jets_b is None
     n_a = len(jets_a)
-    n_b = n_a if jets_b is None else len(jets_b)
-    out = np.zeros((n_a, n_b))
-    for rows, cols, block in iter_pairwise_emd(
-        jets_a, jets_b, p, R, normalize, center, align, block_size=block_size, n_jobs=n_jobs
-    ):
-        out[rows, cols] = block
-        if jets_b is None:
-            out[cols, rows] = block.T
-    return out
+    n_b = n_a if symmetric else len(jets_b)
+    threads = _threads(n_jobs)
+    block_size = _block(n_a, block_size, threads) if solver == "exact" else block_size
+    meta = {"n_a": n_a, "n_b": n_b, "p": p, "R": R, "normalize": normalize, "center": center, "align": align,
+            "block_size": block_size, "solver": solver}
+    if solver == "lot":
+        from jetad.physics.linearized_ot import lot_embedding, lot_tiles
+        from jetad.physics.linearized_ot import lot_reference as make_reference
+
+        ref = make_reference(jets_a, R=R, center=center, align=align) if lot_reference is None else lot_reference
+        emb_a = lot_embedding(jets_a, ref, p=p, R=R, center=center, align=align, n_jobs=n_jobs)
+        emb_b = None if symmetric else lot_embedding(jets_b, ref, p=p, R=R, center=center, align=align,
+                                                     n_jobs=n_jobs)
+
+        def make(skip: set[tuple[int, int]]) -> Iterator[tuple[slice, slice, np.ndarray]]:
+            return lot_tiles(emb_a, emb_b, p, block_size, skip)
+    else:
+        prep_a = _prepare(jets_a, center, align, normalize)
+        prep_b = None if symmetric else _prepare(jets_b, center, align, normalize)
+        wrap = not (center or align)
+
+        def make(skip: set[tuple[int, int]]) -> Iterator[tuple[slice, slice, np.ndarray]]:
+            if solver == "pot":
+                return _pot_tiles(prep_a, prep_b, p, R, not normalize, wrap, block_size, skip)
+            return iter_tiles(prep_a, prep_b, p, R, not normalize, wrap, block_size, threads, skip)
+
+    return stream_tiles(make, n_a, n_b, symmetric, DistanceMatrix() if handler is None else handler, meta,
+                        checkpoint=checkpoint, checkpoint_every=checkpoint_every, progress=progress)
 
 
 def emd_to_reference(
@@ -257,12 +242,13 @@ def emd_to_reference(
     center: bool = True,
     align: bool = False,
     n_jobs: int = 1,
+    solver: str = "exact",
 ) -> np.ndarray:
     """(N,) distance of each jet to one reference jet, a (P_ref, >=3) array (e.g. `average_jet`).
 
     The reference goes through the same centring/alignment as the jets.
     """
-    return pairwise_emd(jets, [reference], p, R, normalize, center, align, n_jobs=n_jobs)[:, 0]
+    return pairwise_emd(jets, [reference], p, R, normalize, center, align, n_jobs=n_jobs, solver=solver)[:, 0]
 
 
 def average_jet(
@@ -347,10 +333,16 @@ def emd_to_medoids(
     center: bool = True,
     align: bool = False,
     n_jobs: int = 1,
+    solver: str = "exact",
+    lot_reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) distance of each jet to the nearest medoid jet: an EMD anomaly score (2007.01850-style).
 
     Pick the medoids with `kmedoids` on a background `pairwise_emd` matrix, e.g.
-    ``emd_to_medoids(sample, background[kmedoids(D, k).medoids])``.
+    ``emd_to_medoids(sample, background[kmedoids(D, k).medoids])``. Streams (`KNearest(1)`): memory O(N).
     """
-    return pairwise_emd(jets, medoids, p, R, normalize, center, align, n_jobs=n_jobs).min(axis=1)
+    from jetad.physics.emd_stream import KNearest
+
+    dist, _ = pairwise_emd(jets, medoids, p, R, normalize, center, align, n_jobs=n_jobs, handler=KNearest(1),
+                           solver=solver, lot_reference=lot_reference)
+    return dist[:, 0]

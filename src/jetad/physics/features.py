@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jetad.data.sample import JetSample, jet_four_vectors
+from jetad.data.sample import JetSample, check_real_constituents, jet_four_vectors
 from jetad.physics import substructure as sub
 
 __all__ = ["FEATURE_DESCRIPTIONS", "FEATURE_NAMES", "compute_features", "compute_features_for"]
@@ -51,6 +51,9 @@ def compute_features_for(
 ) -> dict[str, np.ndarray]:
     """Named float32 (N,) columns (FEATURE_NAMES) from (N, P, 4) constituents (pT, eta, phi, E) and a mask.
 
+    A constituent with mask True must have pT > 0 (else SchemaError): a zero constituent counted as real would
+    make the features contradict the jet four-vector.
+
     Arguments:
         constituents: (N, P, 4) per constituent pT [GeV], eta, phi, E [GeV].
         mask: (N, P) True for a real constituent.
@@ -67,6 +70,8 @@ def compute_features_for(
             f"compute_features_for: constituents {constituents.shape} and mask {mask.shape} must be "
             "(N, P, 4) and (N, P)"
         )
+    check_real_constituents(constituents, mask, "compute_features_for", "their features would contradict the jet: "
+                            "set mask = pT > 0")
     n = len(constituents)
     if jets is None:
         jets = jet_four_vectors(constituents, mask)

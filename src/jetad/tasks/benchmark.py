@@ -36,7 +36,7 @@ from jetad.detectors.scoring import score_sample
 from jetad.evaluate.report_files import evaluate_score_table
 from jetad.generate.processes import default_config
 from jetad.generate.production import produce
-from jetad.tasks.registry import TASKS, SampleSpec, Task, sample_counts, task_hash
+from jetad.tasks.registry import SIZES, TASKS, SampleSpec, Task, sample_counts, task_hash
 
 __all__ = ["COLUMNS", "query_results", "run_benchmark"]
 
@@ -245,11 +245,14 @@ def run_benchmark(
         n_scale: multiplies every sample size (tests use ~0.1 of 'small').
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(db, str) and db.startswith("sqlite:///"):
         db = db.removeprefix("sqlite:///")
     elif isinstance(db, str) and "://" in db:
         raise ValueError(f"results database {db!r}: only SQLite files (a path or sqlite:///path) are supported")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    tasks = [task if isinstance(task, Task) else _task(task) for task in tasks]  # every name checked before any work
+    workdir.mkdir(parents=True, exist_ok=True)
     db = Path(db) if db is not None else workdir / "results.sqlite"
     say = progress or (lambda msg: None)
     run_id = uuid.uuid4().hex[:12]
@@ -257,7 +260,6 @@ def run_benchmark(
     con = _connect(db)
     try:
         for task in tasks:
-            task = task if isinstance(task, Task) else _task(task)
             thash = task_hash(task, size, n_scale)
             for method in methods:
                 cell_params = {**task.detectors.get(method, {}).get(size, {}), **(params or {}).get(method, {})}

@@ -30,11 +30,10 @@ from jetad.data.sample import JetSample, SchemaError
 from jetad.data.store import iter_samples, sample_info
 
 __all__ = [
-    "DIJET_FEATURES",
     "KEY_SCHEMA",
     "LHCO_MAX_PARTICLES",
     "blackbox_labels",
-    "dijet_features",
+    "key_path",
     "make_blackbox",
     "merged_particles",
     "read_key",
@@ -43,7 +42,6 @@ __all__ = [
 KEY_SCHEMA = "jetad.BlackBoxKey"
 LHCO_MAX_PARTICLES = 700
 #: The standard LHCO R&D high-level features (CATHODE 2109.00546): mjj, lighter jet mass, mass difference, tau21s.
-DIJET_FEATURES = ("mjj", "mj1", "delta_mj", "tau21_j1", "tau21_j2")
 _WRITE_ROWS = 5000
 
 
@@ -131,7 +129,12 @@ def make_blackbox(
     always has its key. Raises ValueError for impossible counts, SchemaError for non-dijet inputs.
     """
     out = Path(out)
-    key_out = Path(key_out) if key_out is not None else out.with_suffix(".key.json")
+    key_out = key_path(out, key_out)
+    if key_out.resolve() == out.resolve():
+        raise ValueError(f"{out}: the box and its key would be the same file; give another key path")
+    for src in (bkg_path, sig_path):
+        if src is not None and Path(src).resolve() in (out.resolve(), key_out.resolve()):
+            raise ValueError(f"{src}: is an input of the box; writing the box or key there would overwrite it")
     rng = np.random.default_rng(seed)
     secret = isinstance(n_sig, str)
     if secret:
@@ -199,6 +202,11 @@ def make_blackbox(
     return out
 
 
+def key_path(out: str | Path, key_out: str | Path | None = None) -> Path:
+    """Where `make_blackbox` writes the key of box `out`: `key_out`, or `out` with suffix ``.key.json``."""
+    return Path(key_out) if key_out is not None else Path(out).with_suffix(".key.json")
+
+
 def read_key(path: str | Path) -> dict[str, Any]:
     """The key file of a black box, checked to be one."""
     path = Path(path)
@@ -220,38 +228,3 @@ def blackbox_labels(key: str | Path | dict[str, Any], rows: np.ndarray | None = 
     labels = np.zeros(key["n_events"], dtype=np.int64)
     labels[np.asarray(key["signal_rows"], dtype=np.int64)] = 1
     return labels if rows is None else labels[np.asarray(rows, dtype=np.int64)]
-
-
-def dijet_features(sample: JetSample, taus: bool = True) -> dict[str, np.ndarray]:
-    """The LHCO high-level features per event, jets ordered by mass: J1 the lighter, J2 the heavier.
-
-    Returns float32 columns ``mjj``, ``mj1`` (lighter jet mass), ``delta_mj`` (mJ2 - mJ1) [GeV], and with
-    `taus` ``tau21_j1``, ``tau21_j2``; plus ``tau32_j1/_j2`` and ``sd_mass_j1/_j2`` when the features exist
-    (2101.08320, CATHODE 2109.00546). Masses come from event ``j1_m`` / ``j2_m`` (the leading jet's from
-    ``sample.jets`` when ``j1_m`` is absent); taus from features ``tau21`` / ``j2_tau21``.
-    """
-    where = sample.describe()
-    if "mjj" not in sample.event or "j2_m" not in sample.event:
-        raise SchemaError(f"{where}: event/mjj or event/j2_m missing; not a dijet sample")
-    m_lead = np.asarray(sample.event.get("j1_m", sample.jets[:, 3]), dtype=np.float64)
-    m_sub = np.asarray(sample.event["j2_m"], dtype=np.float64)
-    lead_lighter = m_lead <= m_sub
-    out = {
-        "mjj": np.asarray(sample.event["mjj"]),
-        "mj1": np.minimum(m_lead, m_sub),
-        "delta_mj": np.abs(m_sub - m_lead),
-    }
-    pairs = {"tau21": taus, "tau32": False, "sd_mass": False}
-    for name, required in pairs.items():
-        have = name in sample.features and f"j2_{name}" in sample.features
-        if not have:
-            if required:
-                raise SchemaError(
-                    f"{where}: features {name} / j2_{name} missing; run 'jetad features' on the file "
-                    "(or pass taus=False)"
-                )
-            continue
-        lead, sub = np.asarray(sample.features[name]), np.asarray(sample.features[f"j2_{name}"])
-        out[f"{name}_j1"] = np.where(lead_lighter, lead, sub)
-        out[f"{name}_j2"] = np.where(lead_lighter, sub, lead)
-    return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}

@@ -10,7 +10,9 @@ Supported (see each module for the exact layout):
   fat jet.
 
 Every reader streams: it reads row ranges of the source, never the whole file, and raises `SchemaError`
-naming the file and the problem for malformed input.
+naming the file and the problem for malformed input. No reader runs code from a file: pandas HDF5 files are
+read with h5py (`pandas_hdf`), object-typed (pickled) nodes are refused, and values are checked to be
+physical (`source.check_physical`: finite, |eta| <= 10, 0 <= pT/E <= 100 TeV, m^2 >= 0 up to rounding).
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from typing import Any
 
 import numpy as np
 
+from jetad.data.formats.pandas_hdf import PandasHDFFrame
+from jetad.data.formats.source import HDF5_SIGNATURE, ROOT_SIGNATURE, _signature, check_source_file
 from jetad.data.sample import JetSample, SchemaError
 from jetad.data.store import SampleWriter
 
 __all__ = [
     "FORMATS",
+    "HDF5_SIGNATURE",
+    "ROOT_SIGNATURE",
     "FormatReader",
     "PandasHDFFrame",
+    "check_format",
     "check_source_file",
     "convert",
     "detect_format",
@@ -35,23 +42,14 @@ __all__ = [
 ]
 
 FORMATS = ("lhco", "toptag", "nanoaod")
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-ROOT_SIGNATURE = b"root"
 
 
-def check_source_file(path: str | Path) -> Path:
-    """The path, if it names an existing, non-empty file; else FileNotFoundError / SchemaError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise SchemaError(f"{path}: empty file (0 bytes)")
-    return path
-
-
-def _signature(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(8)
+def check_format(fmt: str | None) -> str | None:
+    """`fmt` if it is None (detect) or one of FORMATS; else a SchemaError naming the option and the choices."""
+    if fmt is not None and fmt not in FORMATS:
+        raise SchemaError(f"unknown format {fmt!r} (option --format / fmt=); choose one of: {', '.join(FORMATS)}, "
+                          "or leave it out to detect the format from the file")
+    return fmt
 
 
 class FormatReader:
@@ -122,106 +120,6 @@ class FormatReader:
         self.close()
 
 
-class PandasHDFFrame:
-    """Row ranges of a pandas DataFrame stored with ``DataFrame.to_hdf`` (PyTables fixed or table format).
-
-    Both layouts are read with ``HDFStore.select(key, start=, stop=)``, which slices the on-disk arrays, so
-    only the requested rows are read. Shared by the LHCO and top-tagging readers.
-    """
-
-    def __init__(self, path: str | Path, key: str | None = None, prefer: tuple[str, ...] = ()):
-        import pandas as pd
-
-        self.path = check_source_file(path)
-        if _signature(self.path) != HDF5_SIGNATURE:
-            raise SchemaError(f"{self.path}: not an HDF5 file (no HDF5 signature)")
-        try:
-            self._store = pd.HDFStore(self.path, mode="r")
-        except Exception as err:
-            raise SchemaError(
-                f"{self.path}: cannot be opened as HDF5 (truncated or corrupt?): {err}"
-            ) from err
-        try:
-            self.key = self._choose_key(key, prefer)
-            storer = self._store.get_storer(self.key)
-            self.layout = "table" if storer.is_table else "fixed"
-            self.n_rows = int(storer.nrows) if storer.is_table else _fixed_rows(storer)
-            empty = self._store.select(self.key, start=0, stop=0)
-        except SchemaError:
-            self.close()
-            raise
-        except Exception as err:
-            self.close()
-            raise SchemaError(
-                f"{self.path}: DataFrame '{key or prefer}' cannot be read (truncated or corrupt?): {err}"
-            ) from err
-        self.columns = [str(c) for c in empty.columns]
-        self.dtypes = dict(zip(self.columns, empty.dtypes, strict=True))
-        if self.n_rows == 0:
-            self.close()
-            raise SchemaError(f"{self.path}: DataFrame '{self.key}' has no rows")
-
-    def _choose_key(self, key: str | None, prefer: tuple[str, ...]) -> str:
-        keys = [k.lstrip("/") for k in self._store.keys()]
-        if not keys:
-            raise SchemaError(
-                f"{self.path}: no pandas DataFrame in this HDF5 file (expected DataFrame.to_hdf)"
-            )
-        if key is not None:
-            if key.lstrip("/") not in keys:
-                raise SchemaError(f"{self.path}: no DataFrame under key '{key}' (keys: {keys})")
-            return key.lstrip("/")
-        for k in prefer:
-            if k in keys:
-                return k
-        if len(keys) == 1:
-            return keys[0]
-        raise SchemaError(f"{self.path}: several DataFrames {keys}; pass key=... to choose one")
-
-    def require_numeric(self, columns: list[str]) -> None:
-        """SchemaError naming the first of `columns` that is not a numeric (int, float, bool) column."""
-        import pandas as pd
-
-        for c in columns:
-            if not (
-                pd.api.types.is_numeric_dtype(self.dtypes[c]) or pd.api.types.is_bool_dtype(self.dtypes[c])
-            ):
-                raise SchemaError(f"{self.path}: column '{c}' has dtype {self.dtypes[c]}, expected numbers")
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """(stop - start, n_columns) float64 values of rows ``start:stop``, checked to be finite."""
-        try:
-            df = self._store.select(self.key, start=start, stop=stop)
-            values = df.to_numpy(dtype=np.float64)
-        except Exception as err:
-            raise SchemaError(
-                f"{self.path}: rows {start}:{stop} cannot be read (truncated file?): {err}"
-            ) from err
-        if len(values) != stop - start:
-            raise SchemaError(
-                f"{self.path}: rows {start}:{stop} returned {len(values)} rows (truncated file?)"
-            )
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise SchemaError(
-                f"{self.path}: {int(bad.sum())} NaN/inf values in rows {start}:{stop} "
-                f"(first at row {start + row}, column '{self.columns[col]}')"
-            )
-        return values
-
-    def close(self) -> None:
-        """Close the HDF5 file."""
-        self._store.close()
-
-
-def _fixed_rows(storer: Any) -> int:
-    """Rows of a pandas fixed-format frame: its row axis, or the recorded shape when it has length 0."""
-    axis = storer.group.axis1
-    shape = getattr(axis._v_attrs, "shape", None)  # pandas writes a placeholder node for empty axes
-    return int(shape[0] if shape is not None else axis.shape[0])
-
-
 def _readers() -> dict[str, type[FormatReader]]:
     from jetad.data.formats.lhco import LHCOReader
     from jetad.data.formats.nanoaod import NanoAODReader
@@ -282,11 +180,8 @@ def detect_format(path: str | Path) -> str:
 
 def open_reader(path: str | Path, fmt: str | None = None, **options: Any) -> FormatReader:
     """The reader for `path` (format auto-detected unless `fmt` is one of FORMATS), opened and validated."""
-    fmt = detect_format(path) if fmt is None else fmt
-    readers = _readers()
-    if fmt not in readers:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-    return readers[fmt](path, **options)
+    fmt = detect_format(path) if check_format(fmt) is None else fmt
+    return _readers()[fmt](path, **options)
 
 
 def convert(
@@ -304,6 +199,9 @@ def convert(
     counters (events read, events dropped and why). `progress(done, total)` is called with source rows.
     `options` go to the format's reader (see `LHCOReader`, `TopTagReader`, `NanoAODReader`).
     """
+    check_format(fmt)
+    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise SchemaError(f"chunk_size (option --chunk-size) must be a positive number of rows, got {chunk_size!r}")
     with open_reader(src, fmt, **options) as reader:
         written = 0
         with SampleWriter(out, reader.provenance()) as writer:

@@ -19,6 +19,7 @@ import numpy as np
 
 from jetad.data.clustering import cluster_jets, dijet_rows
 from jetad.data.formats import FormatReader, PandasHDFFrame
+from jetad.data.formats.source import MAX_ABS_ETA, MAX_ABS_PHI, MAX_ENERGY_GEV, check_physical
 from jetad.data.sample import JetSample, SchemaError
 
 __all__ = ["LHCOReader", "read_lhco"]
@@ -92,10 +93,15 @@ class LHCOReader(FormatReader):
         n = len(values)
         particles = values[:, : 3 * self.n_particles].reshape(n, self.n_particles, 3)
         pt, eta, phi = particles[..., 0], particles[..., 1], particles[..., 2]
-        if (pt < 0).any():
-            row = start + int(np.argwhere(pt < 0)[0, 0])
-            raise SchemaError(f"{self.path}: row {row} has a particle with negative pT")
         real = pt > 0
+        rows = np.arange(start, stop)[:, None]
+        for k, what, quantity, bad, rule in (
+            (0, "particle pT", pt, (pt < 0) | (pt > MAX_ENERGY_GEV), f"0 <= pT <= {MAX_ENERGY_GEV:g} GeV"),
+            (1, "particle eta", eta, real & (np.abs(eta) > MAX_ABS_ETA), f"|eta| <= {MAX_ABS_ETA:g}"),
+            (2, "particle phi", phi, real & (np.abs(phi) > MAX_ABS_PHI), "|phi| <= 2 pi"),
+        ):
+            check_physical(self.path, what, quantity, bad, rows, rule,
+                           column=lambda flat, k=k: self.frame.columns[3 * (flat % self.n_particles) + k])
         counts = real.sum(axis=1)
         if (counts == 0).any():
             row = start + int(np.flatnonzero(counts == 0)[0])
@@ -105,9 +111,11 @@ class LHCOReader(FormatReader):
             label = np.full(n, self.label, dtype=np.int64)
         elif self.has_label:
             raw = values[:, -1]
-            if (raw != np.round(raw)).any() or (raw < 0).any():
-                row = start + int(np.flatnonzero((raw != np.round(raw)) | (raw < 0))[0])
-                raise SchemaError(f"{self.path}: row {row} has label {raw[row - start]}, expected 0 or 1")
+            bad = (raw != 0) & (raw != 1)
+            if bad.any():
+                row = start + int(np.flatnonzero(bad)[0])
+                raise SchemaError(f"{self.path}: row {row} has label {raw[row - start]:g}, expected 0 or 1 "
+                                  f"({int(bad.sum())} such rows, column '{self.frame.columns[-1]}')")
             label = raw.astype(np.int64)
         else:
             label = np.zeros(n, dtype=np.int64)

@@ -21,6 +21,7 @@ import awkward as ak
 import numpy as np
 
 from jetad.data.formats import ROOT_SIGNATURE, FormatReader, _signature
+from jetad.data.formats.source import MAX_ABS_ETA, MAX_ENERGY_GEV, check_physical
 from jetad.data.sample import JetSample, SchemaError
 
 __all__ = ["BRANCHES", "NanoAODReader", "read_nanoaod"]
@@ -29,6 +30,13 @@ _JET = ("FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass")
 _CAND = ("PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass")
 _MAP = ("FatJetPFCands_jetIdx", "FatJetPFCands_pFCandsIdx")
 BRANCHES = (*_JET, *_CAND, *_MAP)
+#: NanoAOD stores masses with a reduced mantissa; anything below -10 MeV is not rounding.
+_MASS_ROUNDING = 0.01
+
+
+def _one_line(err: BaseException) -> str:
+    """uproot's messages span lines; errors here are one line."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 class NanoAODReader(FormatReader):
@@ -62,15 +70,21 @@ class NanoAODReader(FormatReader):
             raise SchemaError(f"{self.path}: not a ROOT file (no 'root' signature)")
         try:
             self._file = uproot.open(self.path)
-        except Exception as err:
-            raise SchemaError(
-                f"{self.path}: cannot be opened as ROOT (truncated or corrupt?): {err}"
-            ) from err
+        except Exception as err:  # uproot raises OSError, ValueError, KeyError, struct.error, ... on damage
+            raise SchemaError(f"{self.path}: truncated or corrupt ROOT file (cannot be opened: {_one_line(err)})") \
+                from err
         try:
+            size, end = self.path.stat().st_size, int(self._file.file.fEND)
+            if size < end:
+                raise SchemaError(f"{self.path}: truncated or corrupt ROOT file ({size} bytes, its header says "
+                                  f"{end}); copy or download it again")
             self._tree = self._open_tree(tree)
         except SchemaError:
             self.close()
             raise
+        except Exception as err:  # a damaged directory, TTree or branch header
+            self.close()
+            raise SchemaError(f"{self.path}: truncated or corrupt ROOT file ({_one_line(err)})") from err
         self.n_rows = int(self._tree.num_entries)
         self.layout = f"ROOT TTree '{tree}'"
         self.label = label
@@ -90,14 +104,18 @@ class NanoAODReader(FormatReader):
         }
 
     def _open_tree(self, name: str) -> Any:
+        keys = [k.split(";")[0] for k in self._file.keys(recursive=False)]
+        if name not in keys:
+            raise SchemaError(f"{self.path}: no tree '{name}' (has {keys}); pass tree=... to choose one")
         try:
             tree = self._file[name]
-        except Exception as err:
-            keys = [k.split(";")[0] for k in self._file.keys(recursive=False)]
-            raise SchemaError(f"{self.path}: no tree '{name}' (has {keys})") from err
+            names = set(tree.keys()) if hasattr(tree, "keys") else set()
+        except Exception as err:  # the key is listed, so the object itself is damaged
+            raise SchemaError(f"{self.path}: truncated or corrupt ROOT file ('{name}' is listed but cannot be read: "
+                              f"{_one_line(err)})") from err
         if not hasattr(tree, "num_entries") or not hasattr(tree, "keys"):
             raise SchemaError(f"{self.path}: '{name}' is not a TTree")
-        missing = [b for b in BRANCHES if b not in tree.keys()]
+        missing = [b for b in BRANCHES if b not in names]
         if missing:
             raise SchemaError(
                 f"{self.path}: branches missing from '{name}': {missing} (NanoAOD/PFNano naming)"
@@ -120,7 +138,7 @@ class NanoAODReader(FormatReader):
             return self._tree.arrays(BRANCHES, entry_start=start, entry_stop=stop, library="ak")
         except Exception as err:
             raise SchemaError(
-                f"{self.path}: entries {start}:{stop} cannot be read (truncated file?): {err}"
+                f"{self.path}: truncated or corrupt ROOT file (entries {start}:{stop} cannot be read: {_one_line(err)})"
             ) from err
 
     def _convert(self, start: int, stop: int) -> tuple[JetSample, dict[str, int]]:
@@ -140,7 +158,8 @@ class NanoAODReader(FormatReader):
                 return
             except Exception as err:
                 raise SchemaError(
-                    f"{self.path}: entries from {start} cannot be read (truncated file?): {err}"
+                    f"{self.path}: truncated or corrupt ROOT file (entries from {start} cannot be read: "
+                    f"{_one_line(err)})"
                 ) from err
             sample, counts = self._convert_arrays(arrays, start)
             for key, value in counts.items():
@@ -173,6 +192,14 @@ class NanoAODReader(FormatReader):
         n_map = self._counts(arrays, _MAP, start)
         jpt, jeta, jphi, jm = (self._flat(arrays, b, start) for b in _JET)
         cpt, ceta, cphi, cm = (self._flat(arrays, b, start) for b in _CAND)
+        for prefix, n, pt, eta, mass in (("FatJet", n_jet, jpt, jeta, jm), ("PFCands", n_cand, cpt, ceta, cm)):
+            entry = start + np.repeat(np.arange(n_events), n)
+            check_physical(self.path, f"branch {prefix}_pt", pt, (pt < 0) | (pt > MAX_ENERGY_GEV), entry,
+                           f"0 <= pT <= {MAX_ENERGY_GEV:g} GeV")
+            check_physical(self.path, f"branch {prefix}_eta", eta, np.abs(eta) > MAX_ABS_ETA, entry,
+                           f"|eta| <= {MAX_ABS_ETA:g}")
+            check_physical(self.path, f"branch {prefix}_mass", mass,
+                           (mass < -_MASS_ROUNDING) | (mass > MAX_ENERGY_GEV), entry, "mass >= 0 up to rounding")
         jet_idx, cand_idx = (self._flat(arrays, b, start).astype(np.int64) for b in _MAP)
 
         # Event-local indices of the mapping -> global indices into this chunk's flat jet / candidate arrays.

@@ -18,12 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from jetad.data.formats import FormatReader, PandasHDFFrame
+from jetad.data.formats.source import MAX_ABS_ETA, MAX_ENERGY_GEV, check_physical
 from jetad.data.sample import JetSample, SchemaError, jet_four_vectors
 
 __all__ = ["TopTagReader", "read_toptag"]
 
 _COMPONENTS = ("E", "PX", "PY", "PZ")
 _LABEL = "is_signal_new"
+#: Float32 four-momenta of massless particles give m^2 = E^2 - p^2 of order 1e-7 E^2 either side of 0.
+_MASS2_ROUNDING = 1e-4
 _EXTRA = {
     "truth_E": "truth_e",
     "truth_PX": "truth_px",
@@ -89,6 +92,16 @@ class TopTagReader(FormatReader):
     def _convert(self, start: int, stop: int) -> tuple[JetSample, dict[str, int]]:
         values = self.frame.rows(start, stop)
         e, px, py, pz = (values[:, self._four[:, k]] for k in range(4))
+        rows = np.arange(start, stop)[:, None]
+        column = {k: (lambda flat, k=k: self.frame.columns[self._four[flat % self.n_file, k]]) for k in range(4)}
+        check_physical(self.path, "constituent E", e, (e < 0) | (e > MAX_ENERGY_GEV), rows,
+                       f"0 <= E <= {MAX_ENERGY_GEV:g} GeV", column[0])
+        big = np.abs(np.stack([px, py, pz])) > MAX_ENERGY_GEV
+        check_physical(self.path, "constituent momentum", np.stack([px, py, pz]), big, rows[None],
+                       f"|p_i| <= {MAX_ENERGY_GEV:g} GeV")
+        m2 = e**2 - px**2 - py**2 - pz**2
+        check_physical(self.path, "constituent mass^2 (E^2 - p^2)", m2, (e > 0) & (m2 < -_MASS2_ROUNDING * e**2 - 1e-6),
+                       rows, "m^2 >= 0 up to rounding", column[0])
         mask = e > 0
         if not mask.any(axis=1).all():
             row = start + int(np.flatnonzero(~mask.any(axis=1))[0])
@@ -96,6 +109,8 @@ class TopTagReader(FormatReader):
         pt = np.hypot(px, py)
         eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
         phi = np.arctan2(py, px)
+        check_physical(self.path, "constituent eta", eta, mask & (np.abs(eta) > MAX_ABS_ETA), rows,
+                       f"|eta| <= {MAX_ABS_ETA:g}", column[3])
         constituents = np.stack([pt, eta, phi, e], axis=-1) * mask[..., None]
         jets = jet_four_vectors(constituents, mask)
 
@@ -109,6 +124,11 @@ class TopTagReader(FormatReader):
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise SchemaError(f"{self.path}: row {start + row} has {_LABEL} = {raw[row]}, expected 0 or 1")
+        for name, i in self.extra.items():
+            col = values[:, i]
+            bad = ~np.isin(col, (0, 1, 2)) if name == "ttv" else np.abs(col) > MAX_ENERGY_GEV
+            rule = "ttv in {0, 1, 2}" if name == "ttv" else f"|{name}| <= {MAX_ENERGY_GEV:g} GeV"
+            check_physical(self.path, f"column '{self.frame.columns[i]}'", col, bad, rows[:, 0], rule)
         event = {
             name: values[:, i].astype(np.int64 if name == "ttv" else np.float32)
             for name, i in self.extra.items()

@@ -13,8 +13,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from jetad.detectors.estimator import register
 from jetad.detectors.flow import FlowDensity
-from jetad.tasks.weak_supervision import DijetView, ResonantSearch, feature_sample, fit_classifier
+from jetad.searches.base import DijetView, ResonantSearch
+from jetad.searches.classifiers import fit_classifier
+from jetad.searches.inputs import feature_sample
 
 __all__ = ["CATHODE_FLOW", "CathodeSearch"]
 
@@ -25,6 +28,7 @@ CATHODE_FLOW: dict[str, Any] = {"flow": "maf", "transforms": 15, "hidden": (128,
 MJJ_SAMPLING = ("kde", "data")
 
 
+@register
 class CathodeSearch(ResonantSearch):
     """CATHODE (2109.00546), or ANODE (2001.04990) with ``anode=True``; score on SR data is out-of-fold.
 

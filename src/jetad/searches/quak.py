@@ -16,7 +16,9 @@ import numpy as np
 
 from jetad.data.sample import JetSample
 from jetad.detectors.autoencoder import Autoencoder
-from jetad.tasks.weak_supervision import DijetView, ResonantSearch, feature_sample, search_features
+from jetad.detectors.estimator import register
+from jetad.searches.base import DijetView, ResonantSearch
+from jetad.searches.inputs import feature_sample, search_features
 
 __all__ = ["QUAK", "QUAK_AE"]
 
@@ -24,6 +26,7 @@ QUAK_AE: dict[str, Any] = {"hidden": (32, 16), "latent_dim": 2, "epochs": 40, "b
 BACKGROUND_REGIONS = ("sidebands", "all")
 
 
+@register
 class QUAK(ResonantSearch):
     """QUAK (Park et al., 2011.03550) on the dijet features; background AE k-fold cross-fitted.
 

@@ -15,7 +15,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from jetad.detectors.autoencoder import Autoencoder
-from jetad.tasks.weak_supervision import DijetView, ResonantSearch, feature_sample, fit_classifier
+from jetad.detectors.estimator import register
+from jetad.searches.base import DijetView, ResonantSearch
+from jetad.searches.classifiers import fit_classifier
+from jetad.searches.inputs import feature_sample
 
 __all__ = ["TAG_AE", "TagNTrain"]
 
@@ -24,6 +27,7 @@ TAG_AE: dict[str, Any] = {"hidden": (32, 16), "latent_dim": 1, "epochs": 30, "ba
 COMBINE = ("product", "sum")
 
 
+@register
 class TagNTrain(ResonantSearch):
     """Tag N' Train (Amram & Mantilla Suarez, 2002.12376), one round, CWoLa-hunting variant; k-fold cross-fitted.
 

@@ -12,11 +12,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from jetad.tasks.weak_supervision import DijetView, ResonantSearch, fit_classifier
+from jetad.detectors.estimator import register
+from jetad.searches.base import DijetView, ResonantSearch
+from jetad.searches.classifiers import fit_classifier
 
 __all__ = ["CWoLaHunting"]
 
 
+@register
 class CWoLaHunting(ResonantSearch):
     """CWoLa hunting (1805.02664): classifier of SR (label 1) versus sidebands (label 0), k-fold cross-fitted.
 
