@@ -5,7 +5,7 @@
     nice -n 5 .venv/bin/python benchmarks/ot_speed.py stream --jets 10000 --threads 2   # item 2
     nice -n 5 .venv/bin/python benchmarks/ot_speed.py approx --qcd Q.h5 --top T.h5      # item 3
     nice -n 5 .venv/bin/python benchmarks/ot_speed.py wnae --jets 8000                  # item 4
-    nice -n 5 .venv/bin/python benchmarks/ot_speed.py features --qcd Q.h5 --top T.h5    # item 5 (vs git HEAD)
+    nice -n 5 .venv/bin/python benchmarks/ot_speed.py features --qcd Q.h5 --top T.h5    # item 5 (vs ccde5c1)
 
 The reference `wasserstein` pins numpy < 2, so it never enters jetad's environment: the script finds or
 creates a separate virtual environment (``--reference-venv``, default bench-out/ot-reference-venv, made with
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import shlex
@@ -355,85 +354,95 @@ def features(args: argparse.Namespace) -> dict:
     return {"features": rows, "baseline": args.baseline}
 
 
-def head_wnae_class():
-    """WassersteinNAE as committed before issue #13's speed-ups (git ccde5c1): autograd Langevin chain
-    (create_graph, double backward) and POT's `ot.emd2` for the distance; everything else is today's class."""
+def wnae_variants() -> dict:
+    """WassersteinNAE as committed before issue #13 (git ccde5c1: autograd Langevin chain with create_graph
+    and a double backward, POT's `ot.emd2`, energies with a graph) and each change of this issue added in
+    turn, as subclasses of today's class; the last is today's class itself."""
     import ot
     import torch
 
-    from jetad.detectors.nae import WassersteinNAE
+    from jetad.detectors import nae
 
-    class HeadWNAE(WassersteinNAE):
-        name = "wnae-head"
+    def autograd_chain(self, n, gen, create_graph, push):
+        lower, upper = self.model_.lower, self.model_.upper
+        x = self._starts(n, gen).to(self.device_).requires_grad_(True)
+        for _ in range(self.mcmc_steps):
+            (grad,) = torch.autograd.grad(self.energy(x).sum(), x, create_graph=create_graph)
+            eta = torch.randn(x.shape, generator=gen).to(x)
+            x = torch.clamp(x - self.step_size / self.temperature * grad + self.noise * eta, lower, upper)
+            if not create_graph:
+                x = x.detach().requires_grad_(True)
+        if push and torch.isfinite(x).all():
+            self.buffer_ = torch.cat([x.detach().cpu(), self.buffer_])[: self.buffer_size]
+        return x if create_graph else x.detach()
 
-        def sample_negatives(self, n, gen, create_graph, push):
-            lower, upper = self.model_.lower, self.model_.upper
-            x = self._starts(n, gen).to(self.device_).requires_grad_(True)
-            for _ in range(self.mcmc_steps):
-                (grad,) = torch.autograd.grad(self.energy(x).sum(), x, create_graph=create_graph)
-                eta = torch.randn(x.shape, generator=gen).to(x)
-                x = torch.clamp(x - self.step_size / self.temperature * grad + self.noise * eta, lower, upper)
-                if not create_graph:
-                    x = x.detach().requires_grad_(True)
-            if push and torch.isfinite(x).all():
-                self.buffer_ = torch.cat([x.detach().cpu(), self.buffer_])[: self.buffer_size]
-            return x if create_graph else x.detach()
+    def pot_distance(self, pos, neg, gen):
+        cost = torch.cdist(pos.flatten(1), neg.flatten(1)) ** 2
+        w = torch.full((len(pos),), 1.0 / len(pos), dtype=pos.dtype)
+        return ot.emd2(w, torch.full((len(neg),), 1.0 / len(neg), dtype=neg.dtype), cost, numItermax=1_000_000)
 
-        def _distance(self, pos, neg, gen):
-            cost = torch.cdist(pos.flatten(1), neg.flatten(1)) ** 2
-            w = torch.full((len(pos),), 1.0 / len(pos), dtype=pos.dtype)
-            return ot.emd2(w, torch.full((len(neg),), 1.0 / len(neg), dtype=neg.dtype), cost, numItermax=1_000_000)
+    class Head(nae.WassersteinNAE):
+        sample_negatives = autograd_chain
+        _distance = pot_distance
+        _energies_in_loss = True  # computed with a graph, as the committed loss did
 
-        def loss(self, batch):
-            if self.model_.training:
-                self.steps_ += 1
-            pos = self.energy(batch)
-            neg_x = self.sample_negatives(len(batch), self.generator_, create_graph=True, push=True)
-            neg = self.energy(neg_x)
-            if self._diverged(pos, neg):
-                return torch.tensor(math.nan), {}
-            loss, w = self._objective(batch, neg_x, pos, neg)
-            return loss, {"positive_energy": pos.mean().item(), "negative_energy": neg.mean().item(), "wasserstein": w}
+    class Assignment(Head):
+        _distance = nae.WassersteinNAE._distance
 
-    return HeadWNAE
+    class Chain(Assignment):
+        sample_negatives = nae.WassersteinNAE.sample_negatives
+
+    return {"committed (autograd chain, POT emd2)": Head, "+ exact OT as assignment (scipy)": Assignment,
+            "+ chain written out": Chain, "+ energies without graph, thread policy (today)": nae.WassersteinNAE}
 
 
 def wnae(args: argparse.Namespace) -> dict:
-    """Item 4: WNAE training jets/s, today's WassersteinNAE against the committed one (`head_wnae_class`), on
-    1 torch thread and on torch's default thread count (today's training picks its own, `train_loop`),
-    alternating, best of --repeats; synthetic 8-feature jets (benchmarks/detector_speed.py)."""
+    """Item 4: WNAE training jets/s of the committed WassersteinNAE and each change (`wnae_variants`), in one
+    run, alternating, best of --repeats: with torch set to 1 thread, and with torch's default thread count
+    where the committed loop trained on that count and today's picks 1 thread for small networks itself
+    (`training_threads`). Synthetic 8-feature jets (benchmarks/detector_speed.py). Wall-clock and CPU-time
+    (process time, all threads) ratios against the committed class."""
     import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
     from detector_speed import synthetic
 
-    from jetad.detectors import CMS_WNAE_FEATURES, make_detector
+    from jetad.detectors import CMS_WNAE_FEATURES, training
 
-    head = head_wnae_class()
+    variants = wnae_variants()
+    if args.today_only:
+        variants = dict(list(variants.items())[-1:])
     train = synthetic(args.jets, 1)
     kw = {"inputs": {"kind": "features", "features": CMS_WNAE_FEATURES}, "epochs": args.epochs,
           "patience": args.epochs + 1, "device": "cpu", "mcmc_steps": 10, "batch_size": 256}
     n_default = torch.get_num_threads()
-    make_detector("wnae", **(kw | {"epochs": 1})).fit(train[:600])  # warm-up (imports, first calls)
+    policy = training.training_threads
+    for cls in variants.values():
+        cls(**(kw | {"epochs": 1})).fit(train[:600])  # warm-up (imports, numba cache)
     rows = []
-    for threads in sorted({1, n_default}):
-        times = {"head": [], "now": []}
+    for threads in [n_default] if args.today_only else sorted({1, n_default}):
+        times: dict[str, list] = {name: [] for name in variants}
         for _ in range(args.repeats):
-            for name in times:
+            for name, cls in variants.items():
                 torch.set_num_threads(threads)
-                det = head(**kw) if name == "head" else make_detector("wnae", **kw)
+                # the committed train_loop had no thread policy: it trained on whatever torch was set to
+                training.training_threads = policy if name.endswith("(today)") else (lambda *a, **k: None)
+                det = cls(**kw)
                 t, c = time.perf_counter(), time.process_time()
                 det.fit(train)
                 times[name].append((time.perf_counter() - t, time.process_time() - c))
+                training.training_threads = policy
         n = len(train) * (1 - 0.2) * args.epochs
-        row = {"torch_threads_set": threads, "train_jets": int(len(train) * 0.8), "epochs": args.epochs,
-               "head_jets_per_s": n / min(w for w, _ in times["head"]),
-               "now_jets_per_s": n / min(w for w, _ in times["now"]),
-               "head_cpu_s": min(c for _, c in times["head"]), "now_cpu_s": min(c for _, c in times["now"])}
-        row["ratio_wall"] = row["now_jets_per_s"] / row["head_jets_per_s"]
-        row["ratio_cpu"] = row["head_cpu_s"] / row["now_cpu_s"]
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        head = next(iter(times))
+        for name in variants:
+            row = {"variant": name, "torch_threads_set": threads,
+                   "threads_used": 1 if name.endswith("(today)") else threads,
+                   "train_jets": int(len(train) * 0.8), "epochs": args.epochs,
+                   "jets_per_s": n / min(w for w, _ in times[name]), "cpu_s": min(c for _, c in times[name])}
+            row["ratio_wall"] = row["jets_per_s"] * min(w for w, _ in times[head]) / n
+            row["ratio_cpu"] = min(c for _, c in times[head]) / row["cpu_s"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     torch.set_num_threads(n_default)
     return {"wnae": rows, "default_torch_threads": n_default}
 
@@ -464,8 +473,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path("bench-out/ot"))
     ap.add_argument("--qcd", type=Path, help="QCD jets (h5) for the approximate-mode quality")
     ap.add_argument("--top", type=Path, help="top jets (h5) for the approximate-mode AUC")
-    ap.add_argument("--baseline", default="HEAD", help="git revision of the substructure.py to compare with")
+    ap.add_argument("--baseline", default="ccde5c1",
+                    help="git revision of the substructure.py to compare with (ccde5c1: before issue #13)")
     ap.add_argument("--epochs", type=int, default=2, help="wnae: training epochs")
+    ap.add_argument("--today-only", action="store_true", help="wnae: time today's class alone (long runs)")
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     command = "python " + shlex.join(["benchmarks/ot_speed.py", *(sys.argv[1:] if argv is None else argv)])

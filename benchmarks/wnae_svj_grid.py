@@ -3,6 +3,8 @@ semivisible-jet signals (m_Phi x r_inv). Prints and writes AUC grids and trainin
 
     .venv/bin/python benchmarks/wnae_svj_grid.py                      # defaults: see --help
     .venv/bin/python benchmarks/wnae_svj_grid.py --n-train 16000 --n-signal 2000   # 4x more data
+    .venv/bin/python benchmarks/wnae_svj_grid.py --detectors WNAE "WNAE (committed)" --seeds 1 2 3
+                                                   # today's WNAE against the committed one (issue #13), 3 seeds
 
 Inputs: the 8 jet features of CMS-PAS-MLG-24-002 (tau2, tau3, EFP1, C2^(0.5), axis major/minor, pT^D, soft-drop
 mass), quantile-transformed to a standard normal on the training jets. Jets: anti-kT R=0.8, pT > 300 GeV,
@@ -10,6 +12,9 @@ mass), quantile-transformed to a standard normal on the training jets. Jets: ant
 as an inclusive ttbar selection). Signal: jets matched to a dark quark in s-channel Z' -> dark-quark events.
 The AUC training curve monitors one signal point and is never used for model selection (the WNAE selection
 criterion is the background-only positive-negative Wasserstein distance).
+"WNAE (committed)" is the WassersteinNAE as committed before issue #13's speed-ups (autograd chain, POT's
+ot.emd2; benchmarks/ot_speed.py `wnae_variants`); with several --seeds every detector is trained once per seed
+on the same samples (the samples use the first seed) and the AUC grids are summarized as mean and spread.
 """
 
 from __future__ import annotations
@@ -42,7 +47,19 @@ def detectors(epochs: int, seed: int) -> dict[str, dict]:
         "AE": {"name": "ae", **common},
         "NAE": {"name": "nae", **common},
         "WNAE": {"name": "wnae", **common},
+        "WNAE (committed)": {"name": "wnae-committed", **common},
     }
+
+
+def make(params: dict):
+    params = dict(params)
+    name = params.pop("name")
+    if name == "wnae-committed":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from ot_speed import wnae_variants
+
+        return next(iter(wnae_variants().values()))(**params)
+    return make_detector(name, **params)
 
 
 def samples(args) -> tuple[Path, dict[tuple[int, float], Path]]:
@@ -66,8 +83,11 @@ def main() -> None:
     ap.add_argument("--n-signal", type=int, default=500, help="jets per signal point")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: --seed)")
+    ap.add_argument("--detectors", nargs="+", default=["AE", "NAE", "WNAE"], choices=list(detectors(1, 1)))
     ap.add_argument("--workdir", default="bench-out/wnae_svj")
     args = ap.parse_args()
+    seeds = args.seeds or [args.seed]
     t0 = time.perf_counter()
     out = Path(args.workdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,31 +99,41 @@ def main() -> None:
     sig = {k: read_sample(p, constituents=False) for k, p in sig_paths.items()}
     monitor_point = (2000, 0.3)
     grids, curves, timing = {}, {}, {}
-    for label, spec in detectors(args.epochs, args.seed).items():
-        params = dict(spec)
-        det = make_detector(params.pop("name"), **params)
-        t = time.perf_counter()
+    for seed in seeds:
+        for name in args.detectors:
+            label = name if len(seeds) == 1 else f"{name} seed {seed}"
+            det = make(detectors(args.epochs, seed)[name])
+            t = time.perf_counter()
 
-        def monitor(d, s=sig[monitor_point]):
-            return {"auc_monitor": auc(d.score(s), d.score(test))}
+            def monitor(d, s=sig[monitor_point]):
+                return {"auc_monitor": auc(d.score(s), d.score(test))}
 
-        det.fit(train, monitor=monitor, progress=lambda e, n, logs, lab=label: print(
-            f"  {lab} epoch {e}/{n} " + " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "epoch"),
-            flush=True))
-        timing[label] = time.perf_counter() - t
-        s_bkg = det.score(test)
-        grids[label] = np.array([[auc(det.score(sig[m, r]), s_bkg) for r in R_INV] for m in M_PHI])
-        curves[label] = det.history_
-        print(f"{label}: trained in {timing[label]:.0f} s ({det.history_['stopped']}, best epoch "
-              f"{det.history_['best_epoch']})\n{np.round(grids[label], 3)}", flush=True)
+            det.fit(train, monitor=monitor, progress=lambda e, n, logs, lab=label: print(
+                f"  {lab} epoch {e}/{n} " + " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k != "epoch"),
+                flush=True))
+            timing[label] = time.perf_counter() - t
+            s_bkg = det.score(test)
+            grids[label] = np.array([[auc(det.score(sig[m, r]), s_bkg) for r in R_INV] for m in M_PHI])
+            curves[label] = det.history_
+            print(f"{label}: trained in {timing[label]:.0f} s ({det.history_['stopped']}, best epoch "
+                  f"{det.history_['best_epoch']})\n{np.round(grids[label], 3)}", flush=True)
+    summary = {}
+    if len(seeds) > 1:  # mean and spread over seeds of each detector's grid, and of the grid mean
+        for name in args.detectors:
+            stack = np.stack([grids[f"{name} seed {seed}"] for seed in seeds])
+            summary[name] = {"mean": stack.mean(0).tolist(), "std": stack.std(0, ddof=1).tolist(),
+                             "grid_mean_per_seed": stack.mean((1, 2)).tolist(),
+                             "train_s_per_seed": [timing[f"{name} seed {seed}"] for seed in seeds]}
+            print(f"{name}: grid-mean AUC per seed {np.round(stack.mean((1, 2)), 4)}; mean over seeds\n"
+                  f"{np.round(stack.mean(0), 3)}\nstd over seeds\n{np.round(stack.std(0, ddof=1), 3)}", flush=True)
 
     caption = (f"ttbar train {args.n_train} / test {args.n_test}, {args.n_signal} jets per SVJ point, "
-               f"seed {args.seed}: {command}")
+               f"seeds {seeds}: {command}")
     plot_auc_grids({k: v for k, v in grids.items()}, [m / 1000 for m in M_PHI], list(R_INV),
                    out / "auc_grids.png", r"$m_\Phi$ [TeV]", r"$r_{inv}$", caption=caption)
     for label, hist in curves.items():
         logs = {k: v for k, v in hist["logs"].items() if k in ("loss", "criterion", "wasserstein", "auc_monitor")}
-        plot_training_curves(logs, out / f"training_{label}.png", caption=f"{label}: {caption}")
+        plot_training_curves(logs, out / f"training_{label.replace(' ', '_')}.png", caption=f"{label}: {caption}")
     md = [f"Command: `{command}`", "", f"Wall time {time.perf_counter() - t0:.0f} s; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB", ""]
     for label, g in grids.items():
@@ -116,7 +146,7 @@ def main() -> None:
     (out / "results.md").write_text("\n".join(md))
     (out / "results.json").write_text(json.dumps({
         "command": command, "args": vars(args), "m_phi": M_PHI, "r_inv": R_INV,
-        "auc": {k: v.tolist() for k, v in grids.items()}, "train_s": timing,
+        "auc": {k: v.tolist() for k, v in grids.items()}, "train_s": timing, "seed_summary": summary,
         "history": curves, "wall_s": time.perf_counter() - t0,
     }, indent=1, default=str))
     print("\n".join(md))

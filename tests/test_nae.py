@@ -182,3 +182,100 @@ def test_exact_distance_of_equal_batches_is_the_assignment_with_pot_value_and_gr
         unequal = wasserstein_distance(x, y[:40], "emd")
         ref = ot.emd2(w, torch.full((40,), 1 / 40), torch.cdist(x, y[:40]) ** 2)
     assert unequal.item() == pytest.approx(ref.item())
+
+
+# ----------------------------------------------------------------------------------------------------
+# the written-out Langevin chain and the training thread policy
+
+
+def autograd_chain(model, x, noise, coef, lower, upper, create_graph):
+    """The chain as autograd runs it (create_graph: a double backward through every step)."""
+    from jetad.detectors.autoencoder import per_jet_mse
+
+    x = x.clone().requires_grad_(True)
+    for eta in noise:
+        (grad,) = torch.autograd.grad(per_jet_mse(x, model.decoder(model.encoder(x))).sum(), x,
+                                      create_graph=create_graph)
+        x = torch.clamp(x - coef * grad + eta, lower, upper)
+        if not create_graph:
+            x = x.detach().requires_grad_(True)
+    return x
+
+
+@pytest.mark.parametrize("hidden", [(64, 32, 16), (16,)])
+def test_written_out_chain_gives_autograds_negatives_and_parameter_gradients(hidden):
+    from jetad.detectors.autoencoder import build_autoencoder
+    from jetad.detectors.langevin import dense_layers, langevin_chain
+
+    torch.manual_seed(0)
+    model = build_autoencoder((8,), hidden, 4)
+    lower, upper = torch.full((8,), -2.0), torch.full((8,), 2.0)  # tight: many coordinates clamped
+    x0 = 1.5 * torch.randn(200, 8)
+    noise = [0.2 * torch.randn(200, 8) for _ in range(10)]
+    target = torch.randn(200, 8)
+    params = list(model.parameters())
+    want = autograd_chain(model, x0, noise, 0.4, lower, upper, True)
+    got = langevin_chain(dense_layers(model), x0, noise, 0.4, lower, upper, True)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    want_grads = torch.autograd.grad(((want - target) ** 2).sum(), params)
+    got_grads = torch.autograd.grad(((got - target) ** 2).sum(), params)
+    for p, g, w in zip(model.state_dict(), got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4 * float(w.abs().max()), msg=p)
+    detached = langevin_chain(dense_layers(model), x0, noise, 0.4, lower, upper, False)
+    assert not detached.requires_grad
+    torch.testing.assert_close(detached, autograd_chain(model, x0, noise, 0.4, lower, upper, False).detach(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_wnae_negatives_follow_the_autograd_chain_on_the_same_random_numbers(wnae, monkeypatch):
+    from jetad.detectors import nae
+
+    def negatives(generator_seed):
+        return wnae.sample_negatives(256, torch.Generator().manual_seed(generator_seed), create_graph=True,
+                                     push=False)
+
+    fast = negatives(5)
+    monkeypatch.setattr(nae, "dense_layers", lambda model: None)  # the autograd path
+    slow = negatives(5)
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
+def test_only_linear_silu_autoencoders_take_the_written_out_chain():
+    from torch import nn
+
+    from jetad.detectors.autoencoder import build_autoencoder
+    from jetad.detectors.langevin import dense_layers
+
+    assert [act for *_, act in dense_layers(build_autoencoder((8,), (32, 16), 3))] == [
+        True, True, False, True, True, False]
+    assert dense_layers(build_autoencoder((1, 40, 40), (), 4, channels=(4, 8))) is None  # convolutional
+    relu = build_autoencoder((8,), (32,), 3)
+    relu.encoder[1] = nn.ReLU()
+    assert dense_layers(relu) is None
+
+
+def test_small_networks_train_on_one_thread_and_the_setting_is_restored():
+    from jetad.detectors.training import SMALL_MODEL_PARAMETERS, train_loop, training_threads
+
+    small, big = torch.nn.Linear(8, 8), torch.nn.Linear(400, SMALL_MODEL_PARAMETERS // 400 + 1)
+    cpu = torch.device("cpu")
+    assert training_threads(small, cpu) == 1
+    assert training_threads(big, cpu) is None
+    assert training_threads(small, torch.device("cuda")) is None
+    assert training_threads(small, cpu, threads=3) == 3 and training_threads(small, cpu, threads=None) is None
+    with pytest.raises(ValueError, match="threads"):
+        training_threads(small, cpu, threads=0)
+    seen = []
+
+    def step(batch):
+        seen.append(torch.get_num_threads())
+        return ((small(batch) - batch) ** 2).mean(), {}
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_loop(small, step, lambda: 0.0, np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32),
+                   epochs=1, batch_size=32, lr=1e-3, device=cpu)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

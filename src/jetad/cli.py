@@ -211,7 +211,6 @@ def build_estimator(name: str, registry: dict[str, Any], kind: str, build: Calla
 
 def make_checked_search(method: str, settings: list[str], **fixed: Any) -> Any:
     """Search `method` with --set `settings` checked against its constructor; `fixed` are set by their own options."""
-    from jetad.detectors import check_params
     from jetad.searches import SEARCHES, make_search
 
     params = parse_settings(settings)
@@ -220,7 +219,6 @@ def make_checked_search(method: str, settings: list[str], **fixed: Any) -> Any:
         clash = sorted(set(params) & set(fixed))
         if clash:
             raise ValueError(f"{clash[0]} is set by its own option, not --set")
-        check_params(SEARCHES[method], params, method)
         return make_search(method, **fixed, **params)
 
     return build_estimator(method, SEARCHES, "search", build)

@@ -138,6 +138,12 @@ def read_model_payload(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no such model file")
     if path.is_dir():
         raise SchemaError(f"{path}: is a directory, not a jetad model file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is another kind of file
+        kind = "an HDF5 file (a jet or score file?)" if head == b"\x89HDF" else "not a zip archive"
+        raise SchemaError(f"{path}: not a jetad model file ({kind}); give a model written by 'jetad train', "
+                          "'jetad search --save' or Detector.save")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -100,13 +100,18 @@ def check_table(table: ScoreTable, where: str | Path = "scores") -> ScoreTable:
 
 
 def write_scores(path: str | Path, table: ScoreTable) -> Path:
-    """Write a score file atomically (``path.tmp``, renamed when complete; removed if anything fails)."""
+    """Write a score file atomically (``path.tmp``, renamed when complete; removed if anything fails).
+
+    The file uses the HDF5 1.10 format, whose metadata carry checksums, and fixed-length string attributes (no
+    global heap): a damaged file is then an error when read, where single flipped bytes in the default format
+    can make libhdf5 hang (found by tests/test_fuzz_cli.py).
+    """
     path = Path(path)
     check_table(table, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
             for name in COLUMNS:
                 f.create_dataset(name, data=np.asarray(getattr(table, name)))
             g = f.create_group("observers")
@@ -114,7 +119,8 @@ def write_scores(path: str | Path, table: ScoreTable) -> Path:
                 g.create_dataset(k, data=np.asarray(v))
             attrs = {**table.attrs, **base_attrs(), "schema": SCORES_SCHEMA, "sources": list(table.sources)}
             for k, v in attrs.items():
-                f.attrs[k] = _encode_attr(v)
+                value = _encode_attr(v)
+                f.attrs[k] = np.bytes_(value.encode()) if isinstance(value, str) else value
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -20,6 +20,16 @@ import h5py
 import numpy as np
 
 from jetad import __version__
+from jetad.data.manifest import (
+    MANIFEST,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    check_shards,
+    read_manifest,
+    rerun_hint,
+    same_attr,
+    write_manifest,
+)
 from jetad.data.sample import JetSample, SchemaError
 
 __all__ = [
@@ -36,9 +46,6 @@ __all__ = [
     "write_sample",
 ]
 
-SCHEMA_NAME = "jetad.JetSample"
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 _ARRAYS = ("constituents", "mask", "jets", "label", "weight")
 _GROUPS = ("features", "event")
 _CHUNK_ROWS = 1024
@@ -83,11 +90,6 @@ def _read_attrs(h5: h5py.File, path: Path) -> dict[str, Any]:
     return {key: _decode_attr(raw, key, path) for key, raw in out.items()}
 
 
-def same_attr(value: Any, expected: Any) -> bool:
-    """`value == expected` for provenance attributes, False (not an array) when a damaged file holds an array."""
-    return type(value) is type(expected) and bool(value == expected)
-
-
 def base_attrs() -> dict[str, Any]:
     """Attributes every jetad file carries: schema name/version, jetad version, creation time."""
     return {
@@ -109,7 +111,7 @@ class SampleWriter:
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.tmp, "w")
+        self._file = h5py.File(self.tmp, "w", libver=("v110", "latest"))  # checksummed metadata: damage is an error
         self._attrs = {**(attrs or {}), **base_attrs()}
         self._compression = compression
         self._n = 0
@@ -221,7 +223,7 @@ class SampleInfo:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        manifest = _read_manifest(self.path) if self.path.is_dir() else None
+        manifest = read_manifest(self.path) if self.path.is_dir() else None
         if manifest is None:
             self.files = [self.path]
         else:
@@ -235,7 +237,7 @@ class SampleInfo:
         for f in self.files:
             if manifest is not None and not f.exists():
                 raise FileNotFoundError(f"{f}: listed in {self.path / MANIFEST} but missing; "
-                                        f"{_rerun_hint(self.path, manifest['attrs'])} to remake it")
+                                        f"{rerun_hint(self.path, manifest['attrs'])} to remake it")
             with _open(f) as h5:
                 self.counts.append(int(h5["jets"].shape[0]))
                 shard_attrs.append(_read_attrs(h5, f))
@@ -253,7 +255,7 @@ class SampleInfo:
                             f"dtype of {clash}; the directory mixes productions: regenerate it"
                         )
         if manifest is not None:
-            _check_shards(self.path, manifest, shard_attrs, self.counts)
+            check_shards(self.path, manifest, shard_attrs, self.counts)
         self.n_jets = int(sum(self.counts))
 
     def __repr__(self) -> str:
@@ -263,42 +265,6 @@ class SampleInfo:
 def sample_info(path: str | Path) -> SampleInfo:
     """Counts, attributes and column names of a jetad file or shard directory."""
     return SampleInfo(path)
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    mpath = directory / MANIFEST
-    if not mpath.exists():
-        raise SchemaError(
-            f"{directory}: no {MANIFEST}; the production is incomplete (re-run the same 'jetad generate' "
-            "command to resume) or this is not a jetad shard directory"
-        )
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError
-        raise SchemaError(f"{mpath}: not valid JSON ({err}); re-run the 'jetad generate' command that made it") \
-            from err
-    schema = manifest.get("schema") if isinstance(manifest, dict) else None
-    if schema != SCHEMA_NAME or "shards" not in manifest:
-        raise SchemaError(f"{mpath}: not a jetad manifest (schema={schema!r})")
-    shards, attrs = manifest["shards"], manifest.setdefault("attrs", {})
-    if not isinstance(attrs, dict) or not isinstance(shards, list):
-        raise SchemaError(f"{mpath}: 'shards' must be a list and 'attrs' an object; re-run 'jetad generate'")
-    for i, shard in enumerate(shards):
-        name = shard.get("file") if isinstance(shard, dict) else None
-        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
-            raise SchemaError(f"{mpath}: shard {i} has file {name!r}; expected a file name inside {directory}")
-        if "n_jets" in shard and (not isinstance(shard["n_jets"], int) or shard["n_jets"] < 0):
-            raise SchemaError(f"{mpath}: shard {name} has n_jets {shard['n_jets']!r}; expected a count")
-    return manifest
-
-
-def _rerun_hint(directory: Path, attrs: dict[str, Any]) -> str:
-    """The command that finishes or redoes a production, from the manifest's attributes."""
-    if not {"process", "n_jets", "seed"} <= set(attrs):
-        return "re-run the 'jetad generate' command that made it"
-    size = f" --shard-size {attrs['shard_size']}" if "shard_size" in attrs else ""
-    return (f"re-run 'jetad generate {attrs['process']} -n {attrs['n_jets']}{size} --seed {attrs['seed']} "
-            f"-o {directory}' (with the same other options)")
 
 
 def _unfinished(directory: Path, manifest: dict[str, Any]) -> SchemaError:
@@ -316,45 +282,7 @@ def _unfinished(directory: Path, manifest: dict[str, Any]) -> SchemaError:
     what = f"shards {', '.join(pending)} are not yet made by it" if pending else "every shard exists but it stopped " \
         "before marking the production finished"
     return SchemaError(f"{directory}: unfinished production ({MANIFEST} is not marked complete; {what}); "
-                       f"{_rerun_hint(directory, manifest['attrs'])} to finish it")
-
-
-def _check_shards(directory: Path, manifest: dict[str, Any], attrs: list[dict[str, Any]], counts: list[int]) -> None:
-    """Every shard must carry the manifest's production hash and seed, and its row count."""
-    want = {k: manifest["attrs"][k] for k in ("production_hash", "seed") if k in manifest["attrs"]}
-    bad = []
-    for shard, shard_attrs, n in zip(manifest["shards"], attrs, counts, strict=True):
-        got = {k: shard_attrs.get(k) for k in want}
-        if not all(same_attr(got[k], v) for k, v in want.items()) or shard.get("n_jets", n) != n:
-            bad.append(f"{shard['file']} ({', '.join(f'{k} {v}' for k, v in got.items())}, {n} jets)")
-    if bad:
-        expected = ", ".join(f"{k} {v}" for k, v in want.items())
-        raise SchemaError(
-            f"{directory}: shards {'; '.join(bad)} do not match {MANIFEST} ({expected or 'its row counts'}); the "
-            f"directory mixes productions: {_rerun_hint(directory, manifest['attrs'])} to redo them"
-        )
-
-
-def write_manifest(
-    directory: str | Path, shards: list[dict[str, Any]], attrs: dict[str, Any], complete: bool = True
-) -> Path:
-    """Write the manifest of a sharded production (atomically).
-
-    A production writes it with ``complete=False`` before it touches the first shard and with ``complete=True``
-    when every shard is done; readers refuse the directory in between.
-    """
-    directory = Path(directory)
-    mpath = directory / MANIFEST
-    tmp = mpath.with_name(MANIFEST + ".tmp")
-    body = {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "complete": bool(complete), "shards": shards,
-            "attrs": attrs}
-    try:
-        tmp.write_text(json.dumps(body, indent=1, default=str))
-        os.replace(tmp, mpath)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return mpath
+                       f"{rerun_hint(directory, manifest['attrs'])} to finish it")
 
 
 def _open(path: Path) -> h5py.File:
@@ -450,7 +378,8 @@ def _read_range(path: Path, start: int, stop: int, constituents: bool) -> JetSam
         except _H5_ERRORS as err:
             raise SchemaError(f"{path}: rows {start}:{stop} cannot be read (truncated file?): {err}") from err
         attrs = _read_attrs(h5, path)
-    sample = JetSample(**arrays, **groups, attrs=attrs)
+    sample = JetSample(arrays["constituents"], arrays["mask"], arrays["jets"], arrays["label"], arrays["weight"],
+                       features=groups["features"], event=groups["event"], attrs=attrs)
     return sample.validate(f"{path}[{start}:{stop}]")
 
 
@@ -517,7 +446,7 @@ def add_columns(path: str | Path, group: str, columns: dict[str, np.ndarray], at
             raise SchemaError(f"{path}: column {group}/{key} has {len(arr) if arr.ndim else 0} rows, file has {n} jets")
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+        with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver=("v110", "latest")) as dst:
             for name in src:
                 if name != group:
                     src.copy(src[name], dst, name=name)

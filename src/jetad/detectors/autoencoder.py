@@ -69,7 +69,7 @@ class _Crop(nn.Module):
 
 
 def build_autoencoder(input_shape: tuple[int, ...], hidden: tuple[int, ...], latent: int,
-                      variational: bool = False, channels: tuple[int, int] = (8, 16)) -> nn.Module:
+                      variational: bool = False, channels: tuple[int, ...] = (8, 16)) -> DenseCoder | ConvCoder:
     """Dense coder (`hidden` widths) for feature vectors, convolutional coder (`channels`) for images."""
     if len(input_shape) == 1:
         return DenseCoder(input_shape[0], tuple(hidden), latent, variational)
@@ -94,6 +94,7 @@ class Autoencoder(TorchDetector):
     """
 
     name: ClassVar[str] = "ae"
+    model_: DenseCoder | ConvCoder
 
     def __init__(self, hidden: tuple[int, ...] = (64, 32, 16), latent_dim: int = 4,
                  channels: tuple[int, int] = (8, 16), **kwargs: Any):
@@ -102,7 +103,7 @@ class Autoencoder(TorchDetector):
         self.channels = tuple(channels)
         self.latent_dim = latent_dim
 
-    def build_model(self, input_shape):
+    def build_model(self, input_shape: tuple[int, ...]) -> DenseCoder | ConvCoder:
         return build_autoencoder(input_shape, self.hidden, self.latent_dim, channels=self.channels)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,7 +143,7 @@ class BetaVAE(Autoencoder):
         self.beta = beta
         self.score_kind = score_kind
 
-    def build_model(self, input_shape):
+    def build_model(self, input_shape: tuple[int, ...]) -> DenseCoder | ConvCoder:
         return build_autoencoder(input_shape, self.hidden, self.latent_dim, variational=True, channels=self.channels)
 
     def _terms(self, x: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:

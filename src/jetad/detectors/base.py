@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class Detector(Estimator):
         return {"kind": "features"}
 
     # -- contract ------------------------------------------------------------------------------------
-    def fit(self, train: JetSample, val: JetSample | None = None, progress: Progress | None = None) -> Detector:
+    def fit(self, train: JetSample, val: JetSample | None = None, progress: Progress | None = None) -> Self:
         raise NotImplementedError
 
     def score(self, sample: JetSample) -> np.ndarray:
@@ -148,6 +148,8 @@ class TorchDetector(Detector):
         self.checkpoint = checkpoint
 
     optimizer: ClassVar[str] = "adam"
+    #: The network `build_model` returned (set by `fit` and `load`); subclasses narrow the type.
+    model_: torch.nn.Module
 
     # -- the extension points a neural detector fills in -------------------------------------------------
     def build_model(self, input_shape: tuple[int, ...]) -> torch.nn.Module:
@@ -168,8 +170,11 @@ class TorchDetector(Detector):
 
         return ScoreBatch(self)
 
-    def criterion(self, x_val: torch.Tensor | tuple[torch.Tensor, ...]) -> float:
-        """Background-only model-selection number (lower is better): mean validation loss by default."""
+    def criterion(self, x_val: torch.Tensor) -> float:
+        """Background-only model-selection number (lower is better): mean validation loss by default.
+
+        `x_val` is the validation model inputs `fit` passes; a detector with its own `fit` (NuRD) may pass more.
+        """
         import torch
 
         with torch.enable_grad() if self._criterion_needs_grad else torch.no_grad():
@@ -198,7 +203,7 @@ class TorchDetector(Detector):
         return train[np.sort(idx[n_val:])], train[np.sort(idx[:n_val])]
 
     def fit(self, train: JetSample, val: JetSample | None = None, progress: Progress | None = None,
-            monitor: Callable[[Any], dict[str, float]] | None = None) -> TorchDetector:
+            monitor: Callable[[Any], dict[str, float]] | None = None) -> Self:
         """Fit the input scaling and the network on background jets; keep the best epoch by `criterion`.
 
         Arguments:
@@ -230,7 +235,8 @@ class TorchDetector(Detector):
         fingerprint = hashlib.sha256(repr(
             (self.get_params(), x_train.shape, float(x_train.sum()), weights_key)
         ).encode()).hexdigest()
-        step, tensors = self.loss, x_train
+        step: Callable[..., tuple[torch.Tensor, dict[str, float]]] = self.loss
+        tensors: np.ndarray | tuple[np.ndarray, ...] = x_train
         if self.disco_lambda > 0:  # DisCo: the observer travels with each batch as a second tensor
             step = self._disco_step
             tensors = (x_train, train.column(self.disco_observer).astype(np.float32))
@@ -256,7 +262,7 @@ class TorchDetector(Detector):
         weight = sample.weight if self.use_sample_weights and sample.weight is not None else None
         return training_weights(weight, nuisance, bins=self.reweight_bins, max_weight=self.reweight_max, source=source)
 
-    def _disco_step(self, batch, observer):
+    def _disco_step(self, batch: torch.Tensor, observer: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss + disco_lambda * dCor^2(per-jet score, observer) on the batch (2001.05310)."""
         from jetad.detectors.disco import distance_correlation_sq
 

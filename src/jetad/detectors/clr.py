@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from jetad.physics.augment import (
     smear_soft,
     translate,
 )
+
+if TYPE_CHECKING:
+    from jetad.detectors.nae import NormalizedAutoencoder
 
 __all__ = ["SCORE_KINDS", "AnomCLR", "JetCLR", "anomclr_loss", "nt_xent", "pt_reweight"]
 
@@ -101,6 +104,8 @@ class JetCLR(TorchDetector):
     """
 
     name: ClassVar[str] = "clr"
+    model_: ConstituentTransformer
+    nae_: NormalizedAutoencoder | None
 
     def __init__(self, n_constituents: int = 50, dim: int = 64, n_layers: int = 2, n_heads: int = 4,
                  proj_dim: int = 32, dropout: float = 0.1, pt_input: str = "log", temperature: float = 0.1,
@@ -140,7 +145,7 @@ class JetCLR(TorchDetector):
         x = np.concatenate([c * m[..., None], m[..., None]], -1)
         return np.pad(x, [(0, 0), (0, n - x.shape[1]), (0, 0)]).astype(np.float32)
 
-    def build_model(self, input_shape):
+    def build_model(self, input_shape: tuple[int, ...]) -> ConstituentTransformer:
         return ConstituentTransformer(3, self.dim, self.n_layers, self.n_heads, self.proj_dim, self.dropout)
 
     def physical_augmentation(self):
@@ -214,12 +219,13 @@ class JetCLR(TorchDetector):
         from jetad.detectors.nae import NormalizedAutoencoder
 
         z = _feature_sample(self.representation(train))
-        self.nae_ = NormalizedAutoencoder(
+        nae = NormalizedAutoencoder(
             inputs={"kind": "features", "features": tuple(z.features), "scaling": "quantile"}, hidden=(32, 16),
             latent_dim=4, epochs=self.nae_epochs, patience=self.nae_epochs,
             pretrain_epochs=max(1, self.nae_epochs // 4), batch_size=128, buffer_size=2000, distance="sliced",
             seed=self.seed, device=self.device)
-        self.nae_.fit(z)
+        self.nae_ = nae
+        nae.fit(z)
         return self
 
     def scores(self, sample: JetSample, kinds: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -283,9 +289,9 @@ class JetCLR(TorchDetector):
         if state["nae"] is not None:
             from jetad.detectors.nae import NormalizedAutoencoder
 
-            self.nae_ = NormalizedAutoencoder(**state["nae"]["params"])
-            self.nae_.spec_ = InputSpec.from_dict(state["nae"]["spec"])
-            self.nae_._set_state(state["nae"]["state"])
+            self.nae_ = nae = NormalizedAutoencoder(**state["nae"]["params"])
+            nae.spec_ = InputSpec.from_dict(state["nae"]["spec"])
+            nae._set_state(state["nae"]["state"])
 
 
 @register
@@ -347,9 +353,12 @@ def _cos_change(a: np.ndarray, b: np.ndarray) -> float:
 class CLRScore(torch.nn.Module):
     """JetCLR/AnomCLR: raw constituents (B, n, 5) -> transformer -> squared Mahalanobis distance or ||g(z)||."""
 
+    mean: torch.Tensor  # (d,) buffer
+    precision: torch.Tensor  # (d, d) buffer
+
     def __init__(self, det: JetCLR):
         super().__init__()
-        self.model = det.model_
+        self.model: ConstituentTransformer = det.model_
         self.kind, self.pt_input, self.pt_scale = det.score_kind, det.pt_input, float(det.pt_scale_)
         self.register_buffer("mean", torch.as_tensor(np.asarray(det.mean_, dtype=np.float64)))
         self.register_buffer("precision", torch.as_tensor(np.asarray(det.precision_, dtype=np.float64)))

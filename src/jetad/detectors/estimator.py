@@ -63,6 +63,7 @@ class Estimator:
     def param_names(cls) -> list[str]:
         """Constructor parameter names, through the class hierarchy (what `get_params` returns)."""
         names: list[str] = []
+        klass: type[Any]  # not `type`: mypy refuses `__init__` looked up on a plain type instance
         for klass in cls.__mro__:
             if klass is object:
                 continue
@@ -162,10 +163,11 @@ class Estimator:
             raise SchemaError(f"{path}: unknown {cls.kind} {name!r} (known: {sorted(registry)})")
         if not isinstance(params, dict) or not isinstance(state, dict):
             raise SchemaError(f"{path}: malformed {what} file (params and state must be dicts)")
-        if not issubclass(registry[name], cls):
-            raise SchemaError(f"{path}: holds a {registry[name].__name__}, not a {cls.__name__}")
+        klass = registry[name]
+        if not issubclass(klass, cls):
+            raise SchemaError(f"{path}: holds a {klass.__name__}, not a {cls.__name__}")
         try:
-            est = registry[name](**params)
+            est = klass(**params)
             est._restore(payload, path)
         except SchemaError:
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import statistics
 import time
 import warnings
@@ -65,10 +66,7 @@ def score_module(det: Detector) -> nn.Module:
     Moves the detector's network to the CPU (`det.device_` follows). Raises NotImplementedError for detectors
     whose score is not one forward pass of a network.
     """
-    if not isinstance(det, TorchDetector):
-        raise NotImplementedError(
-            f"{det.name or type(det).__name__}: the score is not a neural network forward pass (e.g. 'emd' solves "
-            "an optimal-transport problem per jet pair); ONNX export covers the neural detectors only")
+    det = _neural(det)
     det._check_fitted()
     if getattr(det, "_score_needs_grad", False):
         raise NotImplementedError(f"{det.name}: the score needs input gradients; not exportable as a forward pass")
@@ -76,6 +74,15 @@ def score_module(det: Detector) -> nn.Module:
     det.model_.to("cpu")
     det.device_ = torch.device("cpu")
     return module.to("cpu").eval()
+
+
+def _neural(det: Detector) -> TorchDetector:
+    """`det` as a TorchDetector; NotImplementedError for detectors whose score is not a network."""
+    if not isinstance(det, TorchDetector):
+        raise NotImplementedError(
+            f"{det.name or type(det).__name__}: the score is not a neural network forward pass (e.g. 'emd' solves "
+            "an optimal-transport problem per jet pair); ONNX export covers the neural detectors only")
+    return det
 
 
 def onnx_inputs(det: Detector, sample: JetSample) -> np.ndarray:
@@ -109,9 +116,10 @@ def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
     import onnx
 
     module = score_module(det)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shape = tuple(det.input_shape_)
+    final = Path(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = final.with_name(final.name + ".tmp")  # written here, renamed when complete and checked
+    shape = tuple(_neural(det).input_shape_)
     example = torch.zeros((2, *shape), dtype=torch.float32)
     if det.spec_.kind == "constituents":  # a masked-everything jet is a corner case of the graph; use real-looking rows
         example[..., 0], example[..., 3], example[..., 4] = 10.0, 10.0, 1.0
@@ -132,8 +140,12 @@ def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
         reason = (str(err).strip().splitlines() or [""])[0][:300]
         raise NotImplementedError(f"{det.name}: torch.onnx.export failed ({type(err).__name__}: {reason}); "
                                   "this detector's score cannot be exported to ONNX") from err
-    model = onnx.load(str(out))
-    onnx.checker.check_model(model)
+    try:
+        model = onnx.load(str(out))
+        onnx.checker.check_model(model)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
     meta = {
         "detector": det.name,
         "jetad_version": __version__,
@@ -148,8 +160,12 @@ def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name, model.doc_string = "jetad", meta["score_definition"]
-    onnx.save(model, str(out))
-    return out
+    try:
+        onnx.save(model, str(out))
+        os.replace(out, final)
+    finally:
+        out.unlink(missing_ok=True)
+    return final
 
 
 def _median_seconds(fn, x: np.ndarray, repeats: int) -> float:

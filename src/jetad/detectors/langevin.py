@@ -53,29 +53,21 @@ def langevin_chain(layers: Layers, x: torch.Tensor, noise: list[torch.Tensor], c
     with torch.no_grad():
         x = x.detach()
         for eta in noise:
-            x = torch.clamp(x - coef * _energy_grad(params, acts, x, None) + eta, lower, upper)
+            x = torch.clamp(x - coef * _energy_grad(params, acts, x) + eta, lower, upper)
         return x
 
 
-def _energy_grad(params: list[torch.Tensor], acts: tuple[bool, ...], x: torch.Tensor,
-                 saved: list | None) -> torch.Tensor:
-    """grad_x of sum_rows E(x); with `saved`, appends (inputs, pre-activations, output gradients, deltas)."""
-    h, inputs, pre = x, [], []
+def _energy_grad(params: list[torch.Tensor], acts: tuple[bool, ...], x: torch.Tensor) -> torch.Tensor:
+    """grad_x of sum_rows E(x): the forward pass, then the backward pass to the input."""
+    h, pre = x, []
     for layer, act in enumerate(acts):
-        a = torch.addmm(params[2 * layer + 1], h, params[2 * layer].t())
-        inputs.append(h)
-        pre.append(a)
-        h = _silu(a) if act else a
+        pre.append(torch.addmm(params[2 * layer + 1], h, params[2 * layer].t()))
+        h = _silu(pre[-1]) if act else pre[-1]
     scale = 2.0 / x.shape[1]
     r = x - h
     g = r * -scale
-    grads, deltas = [None] * len(acts), [None] * len(acts)
     for layer in reversed(range(len(acts))):
-        delta = _silu_backward(g, pre[layer]) if acts[layer] else g  # g silu'(a)
-        grads[layer], deltas[layer] = g, delta
-        g = delta @ params[2 * layer]
-    if saved is not None:
-        saved.append((inputs, pre, grads, deltas))
+        g = (_silu_backward(g, pre[layer]) if acts[layer] else g) @ params[2 * layer]
     return torch.add(g, r, alpha=scale)
 
 
@@ -83,50 +75,90 @@ _silu = torch.nn.functional.silu
 _silu_backward = torch.ops.aten.silu_backward  # (g, a) -> g silu'(a), one kernel
 
 
-def _silu_second(a: torch.Tensor) -> torch.Tensor:
-    """silu''(a) = s (1 - s) (2 + a (1 - 2 s)), s = sigmoid(a)."""
-    s = torch.sigmoid(a)
-    return torch.addcmul(s, s, s, value=-1.0).mul_(torch.addcmul(a, a, s, value=-2.0).add_(2.0))
+def _silu_second(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """silu''(a) = s (1 - s) (2 + a (1 - 2 s)) from s = sigmoid(a)."""
+    return torch.addcmul(s, s, s, value=-1.0).mul_(torch.add(a, a * s, alpha=-2.0).add_(2.0))
 
 
 class _Chain(torch.autograd.Function):
+    """The differentiable chain, forward and backward written out.
+
+    dL/dW_l sums delta_l^T g_bar_(l-1) + a_bar_l^T h_(l-1) over the steps; the four factors are written
+    (``out=``) into (steps, batch, width) buffers as they are computed, and multiplied once at the end.
+    """
+
     @staticmethod
     def forward(ctx, x, noise, coef, lower, upper, acts, *params):
-        saved, inside = [], []
-        for eta in noise:
-            pre = torch.add(x, _energy_grad(params, acts, x, saved), alpha=-coef).add_(eta)
+        weights, biases, n_layers = params[0::2], params[1::2], len(acts)
+        steps, batch = noise.shape[:2]
+        h_in = [x.new_empty(steps, batch, w.shape[1]) for w in weights]  # h_(l-1) at every step
+        delta = [x.new_empty(steps, batch, w.shape[0]) for w in weights]  # delta_l at every step
+        silu_saved, inside = [], []  # per step and SiLU layer (a, sigmoid(a), silu'(a), g); clamp masks
+        scale = 2.0 / x.shape[1]
+        h_in[0][0] = x
+        for t in range(steps):
+            h, saved = h_in[0][t], [None] * n_layers
+            for layer in range(n_layers):  # forward pass
+                out = h_in[layer + 1][t] if layer + 1 < n_layers else None
+                if acts[layer]:
+                    a = torch.addmm(biases[layer], h, weights[layer].t())
+                    s = torch.sigmoid(a)
+                    h = torch.mul(a, s, out=out)
+                    saved[layer] = (a, s)
+                else:
+                    h = torch.addmm(biases[layer], h, weights[layer].t(), out=out)
+            r = h_in[0][t] - h
+            g = r * -scale
+            for layer in reversed(range(n_layers)):  # backward pass
+                if acts[layer]:
+                    a, s = saved[layer]
+                    ds = torch.addcmul(s, s, a - a * s)  # silu'(a) = s (1 + a (1 - s))
+                    saved[layer] = (a, s, ds, g)
+                    g = torch.mul(g, ds, out=delta[layer][t]) @ weights[layer]
+                else:
+                    g = delta[layer][t].copy_(g) @ weights[layer]
+            pre = torch.add(h_in[0][t], torch.add(g, r, alpha=scale), alpha=-coef).add_(noise[t])
             inside.append(((pre >= lower) & (pre <= upper)).to(pre.dtype))  # where clamp passes the gradient
-            x = torch.clamp(pre, lower, upper)
-        ctx.coef, ctx.acts, ctx.saved, ctx.inside = coef, acts, saved, inside
+            x = torch.clamp(pre, lower, upper, out=h_in[0][t + 1] if t + 1 < steps else None)
+            silu_saved.append(saved)
+        ctx.coef, ctx.acts, ctx.silu_saved, ctx.inside = coef, acts, silu_saved, inside
+        ctx.h_in, ctx.delta = h_in, delta
         ctx.save_for_backward(*params)
         return x
 
     @staticmethod
     def backward(ctx, grad_out):
-        params, acts, coef = ctx.saved_tensors, ctx.acts, ctx.coef
-        n_layers = len(acts)
-        grads = [torch.zeros_like(p) for p in params]
+        weights, acts, coef, n_layers = ctx.saved_tensors[0::2], ctx.acts, ctx.coef, len(ctx.acts)
+        g_bar_in = [torch.empty_like(h) for h in ctx.h_in]  # g_bar_(l-1) at every step
+        a_bar = [torch.empty_like(d) for d in ctx.delta]  # a_bar_l at every step
+        scale = 2.0 / grad_out.shape[1]
         u = grad_out
-        for (inputs, pre, g_out, deltas), inside in zip(reversed(ctx.saved), reversed(ctx.inside), strict=True):
-            v = u * inside
-            scale = 2.0 / v.shape[1]
-            g_bar = v * -coef  # dL/dG of this step, G = grad_x E(x_t); the reverse of the backward pass:
-            r_bar = g_bar * scale  # from G = (2/d) r + g_0
-            a_bar_ds = [None] * n_layers
-            for layer in range(n_layers):  # g_(l-1) = delta_l W_l, delta_l = g_l silu'(a_l)
-                grads[2 * layer].addmm_(deltas[layer].t(), g_bar)
-                delta_bar = g_bar @ params[2 * layer].t()
+        for t in reversed(range(len(ctx.inside))):
+            saved = ctx.silu_saved[t]
+            v = u * ctx.inside[t]
+            g_bar = torch.mul(v, -coef, out=g_bar_in[0][t])  # dL/dG_t, G_t = grad_x E(x_t)
+            r_bar = g_bar * scale  # G = (2/d) r + g_0
+            second = [None] * n_layers
+            for layer in range(n_layers):  # reverse of the backward pass: g_(l-1) = delta_l W_l, delta_l = g_l silu'
+                delta_bar = g_bar @ weights[layer].t()
+                out = g_bar_in[layer + 1][t] if layer + 1 < n_layers else None
                 if acts[layer]:
-                    a_bar_ds[layer] = delta_bar * g_out[layer] * _silu_second(pre[layer])
-                    g_bar = _silu_backward(delta_bar, pre[layer])
+                    a, s, ds, g = saved[layer]
+                    second[layer] = delta_bar * g * _silu_second(a, s)
+                    g_bar = torch.mul(delta_bar, ds, out=out)
                 else:
-                    g_bar = delta_bar
+                    g_bar = delta_bar if out is None else out.copy_(delta_bar)
             r_bar.sub_(g_bar, alpha=scale)  # g_L = -(2/d) r
-            h_bar = -r_bar  # r = x - h_L; the reverse of the forward pass:
-            for layer in reversed(range(n_layers)):
-                a_bar = _silu_backward(h_bar, pre[layer]).add_(a_bar_ds[layer]) if acts[layer] else h_bar
-                grads[2 * layer + 1].add_(a_bar.sum(0))
-                grads[2 * layer].addmm_(a_bar.t(), inputs[layer])
-                h_bar = a_bar @ params[2 * layer]
+            h_bar = -r_bar  # r = x - h_L
+            for layer in reversed(range(n_layers)):  # reverse of the forward pass
+                if acts[layer]:
+                    ab = torch.addcmul(second[layer], h_bar, saved[layer][2], out=a_bar[layer][t])
+                else:
+                    ab = a_bar[layer][t].copy_(h_bar)
+                h_bar = ab @ weights[layer]
             u = (v + r_bar).add_(h_bar)
+        grads = []
+        for h, d, g_b, a_b in zip(ctx.h_in, ctx.delta, g_bar_in, a_bar, strict=True):
+            left_f, right_b, left_b, right_f = (z.flatten(0, 1) for z in (d, g_b, a_b, h))
+            grads += [torch.addmm(left_f.t() @ right_b, left_b.t(), right_f), left_b.sum(0)]
         return (None, None, None, None, None, None, *grads)

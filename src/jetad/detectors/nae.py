@@ -9,6 +9,7 @@ model-selection criterion. Score = E(x), higher = more anomalous.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -125,6 +126,8 @@ class NormalizedAutoencoder(Autoencoder):
     optimizer: ClassVar[str] = "adamw"
     _criterion_needs_grad: ClassVar[bool] = True
     _detach_chain: ClassVar[bool] = True
+    #: The loss is a function of E(pos) and E(neg) (else they are only logged, computed without a graph).
+    _energies_in_loss: ClassVar[bool] = True
 
     def __init__(self, mcmc_steps: int = 10, step_size: float = 0.02, noise: float = 0.2,
                  temperature: float = 0.05, gamma: float = 1.0, l2_positive: float = 0.0,
@@ -251,10 +254,12 @@ class NormalizedAutoencoder(Autoencoder):
             if self._pretraining():  # plain AE; NaN keeps the NAE logs aligned with the epochs
                 loss, _ = super().loss(batch)
                 return loss, {"positive_energy": loss.item(), "negative_energy": math.nan, "wasserstein": math.nan}
-        pos = self.energy(batch)
+        with contextlib.nullcontext() if self._energies_in_loss else torch.no_grad():
+            pos = self.energy(batch)
         chain_grad = not self._detach_chain
         neg_x = self.sample_negatives(len(batch), self.generator_, create_graph=chain_grad, push=True)
-        neg = self.energy(neg_x)
+        with contextlib.nullcontext() if self._energies_in_loss else torch.no_grad():
+            neg = self.energy(neg_x)
         if self._diverged(pos, neg):
             return torch.tensor(math.nan), {}
         loss, w = self._objective(batch, neg_x, pos, neg)
@@ -320,6 +325,7 @@ class WassersteinNAE(NormalizedAutoencoder):
 
     name: ClassVar[str] = "wnae"
     _detach_chain: ClassVar[bool] = False
+    _energies_in_loss: ClassVar[bool] = False
 
     def __init__(self, pretrain_epochs: int = 0, **kwargs: Any):
         super().__init__(pretrain_epochs=pretrain_epochs, **kwargs)

@@ -44,7 +44,7 @@ class NuRDClassifier(nn.Module):
     """
 
     def __init__(self, input_shape: tuple[int, ...], n_classes: int, representation_dim: int,
-                 channels: tuple[int, int], hidden: int):
+                 channels: tuple[int, ...], hidden: int):
         super().__init__()
         if len(input_shape) == 3:
             c1, c2 = channels
@@ -125,6 +125,7 @@ class NuRD(TorchDetector):
     """
 
     name: ClassVar[str] = "nurd"
+    model_: NuRDClassifier
 
     def __init__(self, nuisance: str = "mass", classes: tuple[int, ...] | None = None, weighting: str = "binned",
                  n_bins: int = 20, max_weight: float = 20.0, representation_dim: int = 20,
@@ -167,8 +168,10 @@ class NuRD(TorchDetector):
         y = np.searchsorted(self.classes_, sample.label)
         if self.nuisance == "mass":
             z = sample.jets[:, 3]
-        elif self.nuisance in sample.features or self.nuisance in sample.event:
-            z = sample.features.get(self.nuisance, sample.event.get(self.nuisance))
+        elif self.nuisance in sample.features:
+            z = sample.features[self.nuisance]
+        elif self.nuisance in sample.event:
+            z = sample.event[self.nuisance]
         else:
             raise SchemaError(f"{source}: nuisance {self.nuisance!r} is neither 'mass' nor a feature/event column "
                               f"(features: {sorted(sample.features)}, event: {sorted(sample.event)})")
@@ -189,7 +192,7 @@ class NuRD(TorchDetector):
         self.class_names_ = [str(names.get(str(c), c)) for c in self.classes_]
 
     # -- network -----------------------------------------------------------------------------------
-    def build_model(self, input_shape):
+    def build_model(self, input_shape: tuple[int, ...]) -> NuRDClassifier:
         return NuRDClassifier(tuple(input_shape), len(self.classes_), self.representation_dim, self.channels,
                               self.hidden)
 
@@ -357,10 +360,10 @@ class NuRD(TorchDetector):
 
     def _fit_class_gaussians(self, r: torch.Tensor) -> None:
         """Class means and (shrunk) covariances of the training representations -> precisions."""
-        r, y = r.double().cpu().numpy(), self._y.cpu().numpy()
-        d = r.shape[1]
-        means = np.stack([r[y == k].mean(0) for k in range(len(self.classes_))])
-        covs = np.stack([np.cov(r[y == k].T, bias=True).reshape(d, d) for k in range(len(self.classes_))])
+        rep, y = r.double().cpu().numpy(), self._y.cpu().numpy()
+        d = rep.shape[1]
+        means = np.stack([rep[y == k].mean(0) for k in range(len(self.classes_))])
+        covs = np.stack([np.cov(rep[y == k].T, bias=True).reshape(d, d) for k in range(len(self.classes_))])
         if self.covariance == "shared":
             frac = np.bincount(y, minlength=len(self.classes_)) / len(y)
             covs = np.repeat(np.tensordot(frac, covs, 1)[None], len(self.classes_), 0)
@@ -418,6 +421,9 @@ class NuRD(TorchDetector):
 
 class NuRDScore(nn.Module):
     """NuRD: r_X from the CNN/MLP, Mahalanobis distance to each background class (float64), min or one class."""
+
+    means: torch.Tensor  # (K, d) buffer
+    precisions: torch.Tensor  # (K, d, d) buffer
 
     def __init__(self, det: NuRD):
         super().__init__()

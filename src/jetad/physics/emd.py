@@ -203,7 +203,7 @@ def pairwise_emd(
     _check(p, R, normalize, solver)
     symmetric = jets_b is None
     n_a = len(jets_a)
-    n_b = n_a if symmetric else len(jets_b)
+    n_b = n_a if jets_b is None else len(jets_b)
     threads = _threads(n_jobs)
     block_size = _block(n_a, block_size, threads) if solver == "exact" else block_size
     meta = {"n_a": n_a, "n_b": n_b, "p": p, "R": R, "normalize": normalize, "center": center, "align": align,
@@ -214,14 +214,14 @@ def pairwise_emd(
 
         ref = make_reference(jets_a, R=R, center=center, align=align) if lot_reference is None else lot_reference
         emb_a = lot_embedding(jets_a, ref, p=p, R=R, center=center, align=align, n_jobs=n_jobs)
-        emb_b = None if symmetric else lot_embedding(jets_b, ref, p=p, R=R, center=center, align=align,
+        emb_b = None if jets_b is None else lot_embedding(jets_b, ref, p=p, R=R, center=center, align=align,
                                                      n_jobs=n_jobs)
 
         def make(skip: set[tuple[int, int]]) -> Iterator[tuple[slice, slice, np.ndarray]]:
             return lot_tiles(emb_a, emb_b, p, block_size, skip)
     else:
         prep_a = _prepare(jets_a, center, align, normalize)
-        prep_b = None if symmetric else _prepare(jets_b, center, align, normalize)
+        prep_b = None if jets_b is None else _prepare(jets_b, center, align, normalize)
         wrap = not (center or align)
 
         def make(skip: set[tuple[int, int]]) -> Iterator[tuple[slice, slice, np.ndarray]]:
@@ -306,7 +306,7 @@ def kmedoids(distance_matrix: np.ndarray, k: int, seed: int = 0, max_iter: int =
     medoids = [int(rng.integers(n))]
     for _ in range(1, k):
         candidates = np.setdiff1d(np.arange(n), medoids)
-        nearest = d[np.ix_(candidates, medoids)].min(axis=1)
+        nearest = d[np.ix_(candidates, np.asarray(medoids))].min(axis=1)
         prob = nearest / nearest.sum() if nearest.sum() > 0 else None
         medoids.append(int(rng.choice(candidates, p=prob)))
     med = np.array(medoids)

@@ -198,7 +198,8 @@ class _Several:
 
 def _save(path: Path, done: set[tuple[int, int]], state: dict[str, np.ndarray], meta: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
-    arrays = {f"handler/{k}": v for k, v in state.items()}
+    # Any values: savez's stub has a keyword `allow_pickle: bool`, which mypy matches a **dict of arrays against
+    arrays: dict[str, Any] = {f"handler/{k}": v for k, v in state.items()}
     np.savez(tmp, done=np.array(sorted(done), dtype=np.int64).reshape(-1, 2), meta=meta, **arrays)
     os.replace(tmp, path)
 
@@ -235,7 +236,8 @@ def stream_tiles(make_tiles: Callable[[set[tuple[int, int]]], Tiles], n_a: int, 
         handler(rows, cols, block)
         done.add((rows.start, cols.start))
         if progress is not None:
-            pairs += _tile_pairs(*block.shape, symmetric and rows == cols)
+            n_rows, n_cols = block.shape
+            pairs += _tile_pairs(n_rows, n_cols, symmetric and rows == cols)
             progress(pairs, total)
         if path is not None and time.monotonic() - last > checkpoint_every:
             _save(path, done, handler.state(), meta_arr)

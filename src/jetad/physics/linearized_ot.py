@@ -137,7 +137,7 @@ def lot_embedding(jets, reference: np.ndarray, p: float = 1.0, R: float = 0.8, c
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(lambda c: run(*c), chunks))
     for i in np.flatnonzero(failed):  # never seen; POT's plan keeps the result defined
-        out[i] = _embed_pot(ref_w, ref_x, flat, i, plan_p, R)
+        out[i] = _embed_pot(ref_w, ref_x, flat, int(i), plan_p, R)
     return LotEmbedding(out, ref_w, float(p), float(R))
 
 

@@ -76,7 +76,9 @@ def cluster(
     count = active.sum(axis=1)
     pt, rap, phi = pt_rap_phi(v)
     w = np.where(active, pt ** (2 * kt_power), 1.0) if kt_power else np.ones_like(pt)  # 1: no 0 * inf
-    nn_j, nn_d = _nearest_neighbours(rap, phi, active)
+    alive = np.argsort(~active, axis=1, kind="stable")  # each jet's active particles first (swap-removed)
+    where = np.argsort(alive, axis=1)  # position of each particle in `alive`
+    nn_j, nn_d = _nearest_neighbours(rap, phi, active, alive, count)
 
     node = np.broadcast_to(np.arange(n_part), (n_jets, n_part)).copy()
     node_p4 = np.zeros((n_jets, 2 * n_part - 1, 4))
@@ -97,13 +99,13 @@ def cluster(
     jets, first, second = (np.empty(n_jets, dtype=np.int64) for _ in range(3))
     merged = np.empty((n_jets, 4))
     for step in range(n_part - 1):
-        n_merged = _merge_closest(step, v, active, count, w, nn_j, nn_d, node, node_p4, children,
+        n_merged = _merge_closest(step, v, active, count, alive, where, w, nn_j, nn_d, node, node_p4, children,
                                   jets, first, second, merged)
         if n_merged == 0:
             break
         pt_i, rap_i, phi_i = pt_rap_phi(merged[:n_merged])
         w_i = pt_i ** (2 * kt_power) if kt_power else np.ones_like(pt_i)
-        _update_neighbours(n_merged, jets, first, second, pt_i, rap_i, phi_i, w_i, v, active, count,
+        _update_neighbours(n_merged, jets, first, second, pt_i, rap_i, phi_i, w_i, v, active, count, alive,
                            pt, rap, phi, w, nn_j, nn_d, snap_n, snap_p4, snap_valid)
 
     node_p4 = _rotate(node_p4, jet_phi)
@@ -127,29 +129,42 @@ def _smaller(x: float, best: float) -> bool:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _nearest(b: int, k: int, rap: np.ndarray, phi: np.ndarray, active: np.ndarray) -> tuple[int, float]:
+def _before(x: float, m: int, best: float, best_m: int) -> bool:
+    """(x, m) replaces (best, best_m) in an argmin over indices m visited in any order, with numpy's result:
+    the lowest index of the minimum, a NaN (lowest index) before everything."""
+    if x != x:
+        return best == best or m < best_m
+    return best == best and (x < best or (x == best and m < best_m))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nearest(b: int, k: int, rap: np.ndarray, phi: np.ndarray, alive: np.ndarray, n_alive: int) -> tuple[int, float]:
     """Nearest active neighbour of particle k of jet b (index 0, distance inf if none)."""
     best_j, best_d = 0, np.inf
-    for m in range(rap.shape[1]):
-        d = _angle2(rap[b, k], phi[b, k], rap[b, m], phi[b, m]) if active[b, m] and m != k else np.inf
-        if _smaller(d, best_d):
-            best_j, best_d = m, d
+    for p in range(n_alive):
+        m = alive[b, p]
+        if m != k:
+            d = _angle2(rap[b, k], phi[b, k], rap[b, m], phi[b, m])
+            if _before(d, m, best_d, best_j):
+                best_j, best_d = m, d
     return best_j, best_d
 
 
 @njit(cache=True, nogil=True)
-def _nearest_neighbours(rap: np.ndarray, phi: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_neighbours(rap: np.ndarray, phi: np.ndarray, active: np.ndarray, alive: np.ndarray,
+                        count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nn_j = np.zeros(rap.shape, dtype=np.int64)
     nn_d = np.full(rap.shape, np.inf)
     for b in range(rap.shape[0]):
         for k in range(rap.shape[1]):
             if active[b, k]:
-                nn_j[b, k], nn_d[b, k] = _nearest(b, k, rap, phi, active)
+                nn_j[b, k], nn_d[b, k] = _nearest(b, k, rap, phi, alive, count[b])
     return nn_j, nn_d
 
 
 @njit(cache=True, nogil=True)
-def _merge_closest(step, v, active, count, w, nn_j, nn_d, node, node_p4, children, jets, first, second, merged):
+def _merge_closest(step, v, active, count, alive, where, w, nn_j, nn_d, node, node_p4, children, jets, first, second,
+                   merged):
     """One merging in every jet with >= 2 pseudojets: the pair of smallest w_i dR^2_(i, NN(i)) becomes the
     pseudojet i; returns how many jets merged (their ids, i, j and merged four-vectors in the buffers)."""
     n_part = v.shape[1]
@@ -172,6 +187,8 @@ def _merge_closest(step, v, active, count, w, nn_j, nn_d, node, node_p4, childre
         node[b, i] = n_part + step
         active[b, j] = False
         nn_d[b, j] = np.inf
+        last = alive[b, count[b] - 1]  # swap-remove j from the active list
+        alive[b, where[b, j]], where[b, last] = last, where[b, j]
         count[b] -= 1
         jets[n], first[n], second[n] = b, i, j
         n += 1
@@ -179,23 +196,28 @@ def _merge_closest(step, v, active, count, w, nn_j, nn_d, node, node_p4, childre
 
 
 @njit(cache=True, nogil=True)
-def _update_neighbours(n_merged, jets, first, second, pt_i, rap_i, phi_i, w_i, v, active, count, pt, rap, phi,
-                       w, nn_j, nn_d, snap_n, snap_p4, snap_valid):
-    """Nearest-neighbour table after the mergings of `_merge_closest`, and the n-jet snapshots."""
+def _update_neighbours(n_merged, jets, first, second, pt_i, rap_i, phi_i, w_i, v, active, count, alive, pt, rap,
+                       phi, w, nn_j, nn_d, snap_n, snap_p4, snap_valid):
+    """Nearest-neighbour table after the mergings of `_merge_closest`, and the n-jet snapshots.
+
+    Only active particles are visited (inactive rows keep distance inf: nothing to update there)."""
     n_part = v.shape[1]
     for q in range(n_merged):
         b, i, j = jets[q], first[q], second[q]
         pt[b, i], rap[b, i], phi[b, i], w[b, i] = pt_i[q], rap_i[q], phi_i[q], w_i[q]
         best_k, best_d = 0, np.inf
-        for k in range(n_part):  # the merged pseudojet may become a nearer neighbour of every row
-            d = _angle2(rap[b, k], phi[b, k], rap_i[q], phi_i[q]) if active[b, k] and k != i else np.inf
-            if _smaller(d, best_d):
+        for p in range(count[b]):  # the merged pseudojet may become a nearer neighbour of every row
+            k = alive[b, p]
+            if k == i:
+                continue
+            d = _angle2(rap[b, k], phi[b, k], rap_i[q], phi_i[q])
+            if _before(d, k, best_d, best_k):
                 best_k, best_d = k, d
             old = nn_j[b, k]
             if d < nn_d[b, k]:
                 nn_d[b, k], nn_j[b, k] = d, i
-            if active[b, k] and k != i and (old == i or old == j):  # its neighbour was merged: recompute
-                nn_j[b, k], nn_d[b, k] = _nearest(b, k, rap, phi, active)
+            if old == i or old == j:  # its neighbour was merged: recompute
+                nn_j[b, k], nn_d[b, k] = _nearest(b, k, rap, phi, alive, count[b])
         nn_j[b, i], nn_d[b, i] = best_k, best_d
         for s in range(len(snap_n)):
             if count[b] == snap_n[s]:

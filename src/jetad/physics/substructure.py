@@ -282,8 +282,11 @@ def _by_width(fn: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]], z:
               dr: np.ndarray, einsum3: bool = False) -> tuple[np.ndarray, ...]:
     """fn(z, dr) on groups of jets of equal trimmed width (`_width_groups`), scattered back: the K^2 and K^3
     sums shrink to each jet's size (the leading-k arrays are mostly padding)."""
+    groups = _width_groups(z, einsum3)
+    if len(groups) == 1 and groups[0][1] == z.shape[1]:  # one group, nothing to trim: no copies
+        return fn(z, dr)
     outs: list[np.ndarray] | None = None
-    for rows, w in _width_groups(z, einsum3):
+    for rows, w in groups:
         res = fn(z[rows, :w], dr[rows, :w, :w])
         if outs is None:
             outs = [np.zeros(len(z), dtype=r.dtype) for r in res]

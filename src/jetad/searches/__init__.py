@@ -26,9 +26,13 @@ SEARCHES: dict[str, type[ResonantSearch]] = REGISTRIES["search"]  # type: ignore
 
 
 def make_search(name: str, **params: Any) -> ResonantSearch:
-    """A search by registry name ('cwola', 'cathode', 'tag_n_train', 'quak') with constructor parameters."""
+    """A search by registry name ('cwola', 'cathode', 'tag_n_train', 'quak') with constructor parameters, checked
+    against its constructor first (`jetad.detectors.check_params`)."""
+    from jetad.detectors import check_params
+
     if name not in SEARCHES:
         raise ValueError(f"unknown search {name!r}; choose one of {', '.join(sorted(SEARCHES))}")
+    check_params(SEARCHES[name], params, name)
     return SEARCHES[name](**params)
 
 

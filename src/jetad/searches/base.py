@@ -180,6 +180,7 @@ class ResonantSearch(Estimator):
             if outputs is None:
                 outputs = np.full((len(view.mjj), *out.shape[1:]), np.nan)
             outputs[rows] = out
+        assert outputs is not None  # n_folds >= 2 fold models were fitted
         self.outputs_ = outputs
         self.scores_ = np.asarray(self._combine(outputs), dtype=np.float64)
         keys = _event_keys(view)

@@ -7,6 +7,7 @@ only when its log-likelihood gain over that constant is significant (`min_valida
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -152,7 +153,8 @@ class NeuralClassifier:
             with torch.no_grad():
                 return float(bce(self.model_(xv).squeeze(1), yv, wv))
 
-        history = train_loop(self.model_, step, criterion, (z[train], yf[train], wf[train]), epochs=self.epochs,
+        batch_step: Callable[..., tuple[torch.Tensor, dict[str, float]]] = step  # called as step(*batches)
+        history = train_loop(self.model_, batch_step, criterion, (z[train], yf[train], wf[train]), epochs=self.epochs,
                              batch_size=self.batch_size, lr=self.lr, patience=self.patience, seed=self.seed,
                              device=torch.device("cpu"))
         constant = float(bce(torch.full((n_val,), float(np.log(self.prior_ / (1 - self.prior_)))), yv, wv))
@@ -195,4 +197,5 @@ class NeuralClassifier:
 
 
 #: The classifiers a saved search may hold, by class name (rebuilt from their parameters and arrays).
-CLASSIFIER_TYPES: dict[str, type] = {"BoostedClassifier": BoostedClassifier, "NeuralClassifier": NeuralClassifier}
+CLASSIFIER_TYPES: dict[str, type[BoostedClassifier] | type[NeuralClassifier]] = {
+    "BoostedClassifier": BoostedClassifier, "NeuralClassifier": NeuralClassifier}

@@ -126,7 +126,7 @@ def _jet_detectors(inputs: dict[str, Any] | None = None) -> dict[str, dict[str, 
 
 _NURD_NEEDS = ("needs two background classes to learn (e.g. QCD and W/Z); only wz-bkg-top-anomaly "
                "trains on two background processes")
-_TOP_JETS = {}  # default_config's R=0.8, pT 550-650 GeV, |eta| < 2
+_TOP_JETS: dict[str, float] = {}  # default_config's R=0.8, pT 550-650 GeV, |eta| < 2
 _WIDE_JETS = {"pt_min": 300.0, "pt_max": float("inf"), "eta_max": 2.4}
 _SVJ_M = (1000, 2000, 3000, 4000)
 _SVJ_RINV = (0.1, 0.3, 0.5, 0.7)

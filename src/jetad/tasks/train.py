@@ -17,7 +17,7 @@ from typing import Any
 from jetad.data import concatenate, read_sample
 from jetad.data.sample import JetSample
 from jetad.detectors import make_detector
-from jetad.detectors.base import Detector, Progress
+from jetad.detectors.base import Detector, Progress, TorchDetector
 
 __all__ = ["TrainedDetector", "read_training_files", "train_detector"]
 
@@ -59,17 +59,17 @@ def train_detector(method: str, train_files: Sequence[str | Path], out: str | Pa
     params = dict(params or {})
     spec = dict(params.pop("inputs", None) or {}) | dict(inputs or {})
     det = make_detector(method, **params, **({"inputs": spec} if spec else {}))
-    checkpoint = getattr(det, "checkpoint", False) is None
-    if checkpoint:
-        det.checkpoint = str(out) + ".ckpt"
+    neural = det if isinstance(det, TorchDetector) and det.checkpoint is None else None  # resumable training
+    if neural is not None:
+        neural.checkpoint = str(out) + ".ckpt"
     constituents = det.input_spec().kind != "features"
     train = read_training_files(train_files, constituents, n_max)
     val = read_sample(val_file, stop=n_max, constituents=constituents) if val_file else None
     t0 = time.perf_counter()
     det.fit(train, val, progress=progress)
     seconds = time.perf_counter() - t0
-    if checkpoint:
-        det.checkpoint = None
+    if neural is not None:
+        neural.checkpoint = None
     det.save(out)
     Path(str(out) + ".ckpt").unlink(missing_ok=True)
     return TrainedDetector(detector=det, path=out, n_train=len(train), seconds=seconds)

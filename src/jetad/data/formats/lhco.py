@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from jetad.data.clustering import cluster_jets, dijet_rows
-from jetad.data.formats import FormatReader, PandasHDFFrame
+from jetad.data.formats.pandas_hdf import PandasHDFFrame
+from jetad.data.formats.reader import FormatReader
 from jetad.data.formats.source import MAX_ABS_ETA, MAX_ABS_PHI, MAX_ENERGY_GEV, check_physical
 from jetad.data.sample import JetSample, SchemaError
 
@@ -100,8 +101,11 @@ class LHCOReader(FormatReader):
             (1, "particle eta", eta, real & (np.abs(eta) > MAX_ABS_ETA), f"|eta| <= {MAX_ABS_ETA:g}"),
             (2, "particle phi", phi, real & (np.abs(phi) > MAX_ABS_PHI), "|phi| <= 2 pi"),
         ):
-            check_physical(self.path, what, quantity, bad, rows, rule,
-                           column=lambda flat, k=k: self.frame.columns[3 * (flat % self.n_particles) + k])
+            def column(flat: int, k: int = k) -> str:
+                """The source column of flat entry `flat` of this quantity."""
+                return self.frame.columns[3 * (flat % self.n_particles) + k]
+
+            check_physical(self.path, what, quantity, bad, rows, rule, column=column)
         counts = real.sum(axis=1)
         if (counts == 0).any():
             row = start + int(np.flatnonzero(counts == 0)[0])

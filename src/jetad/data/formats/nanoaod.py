@@ -20,8 +20,8 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from jetad.data.formats import ROOT_SIGNATURE, FormatReader, _signature
-from jetad.data.formats.source import MAX_ABS_ETA, MAX_ENERGY_GEV, check_physical
+from jetad.data.formats.reader import FormatReader
+from jetad.data.formats.source import MAX_ABS_ETA, MAX_ENERGY_GEV, ROOT_SIGNATURE, _signature, check_physical
 from jetad.data.sample import JetSample, SchemaError
 
 __all__ = ["BRANCHES", "NanoAODReader", "read_nanoaod"]
@@ -193,13 +193,13 @@ class NanoAODReader(FormatReader):
         jpt, jeta, jphi, jm = (self._flat(arrays, b, start) for b in _JET)
         cpt, ceta, cphi, cm = (self._flat(arrays, b, start) for b in _CAND)
         for prefix, n, pt, eta, mass in (("FatJet", n_jet, jpt, jeta, jm), ("PFCands", n_cand, cpt, ceta, cm)):
-            entry = start + np.repeat(np.arange(n_events), n)
-            check_physical(self.path, f"branch {prefix}_pt", pt, (pt < 0) | (pt > MAX_ENERGY_GEV), entry,
+            entries = start + np.repeat(np.arange(n_events), n)
+            check_physical(self.path, f"branch {prefix}_pt", pt, (pt < 0) | (pt > MAX_ENERGY_GEV), entries,
                            f"0 <= pT <= {MAX_ENERGY_GEV:g} GeV")
-            check_physical(self.path, f"branch {prefix}_eta", eta, np.abs(eta) > MAX_ABS_ETA, entry,
+            check_physical(self.path, f"branch {prefix}_eta", eta, np.abs(eta) > MAX_ABS_ETA, entries,
                            f"|eta| <= {MAX_ABS_ETA:g}")
             check_physical(self.path, f"branch {prefix}_mass", mass,
-                           (mass < -_MASS_ROUNDING) | (mass > MAX_ENERGY_GEV), entry, "mass >= 0 up to rounding")
+                           (mass < -_MASS_ROUNDING) | (mass > MAX_ENERGY_GEV), entries, "mass >= 0 up to rounding")
         jet_idx, cand_idx = (self._flat(arrays, b, start).astype(np.int64) for b in _MAP)
 
         # Event-local indices of the mapping -> global indices into this chunk's flat jet / candidate arrays.

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jetad.data.formats import FormatReader, PandasHDFFrame
+from jetad.data.formats.pandas_hdf import PandasHDFFrame
+from jetad.data.formats.reader import FormatReader
 from jetad.data.formats.source import MAX_ABS_ETA, MAX_ENERGY_GEV, check_physical
 from jetad.data.sample import JetSample, SchemaError, jet_four_vectors
 
