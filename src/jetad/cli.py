@@ -322,11 +322,12 @@ def generate(
         if m_x + m_y >= m_wprime:
             raise typer.BadParameter(f"X + Y = {m_x + m_y:g} GeV must be below the W' mass {m_wprime:g} GeV",
                                      param_hint="'--m-x'/'--m-y'/'--m-wprime'")
-    cfg = default_config(process, jet_r=jet_r, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, mpi=mpi,
-                         detector=detector, n_constituents=n_constituents, match=match, options=options)
-    if not cfg.pt_min < cfg.pt_max:
-        raise typer.BadParameter(f"the jet pT window [{cfg.pt_min:g}, {cfg.pt_max:g}] GeV is empty; need "
-                                 "--pt-min < --pt-max", param_hint="'--pt-min'/'--pt-max'")
+    try:  # the settings are checked where they are made (GenerationConfig); a bad combination is a usage error
+        cfg = default_config(process, jet_r=jet_r, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, mpi=mpi,
+                             detector=detector, n_constituents=n_constituents, match=match, options=options)
+    except ValueError as err:
+        raise typer.BadParameter(f"{err}; see --pt-min/--pt-max, --jet-r, --eta-max", param_hint="generate") \
+            from None
     t0 = time.perf_counter()
     with progress_bar(f"generate {process}", n) as cb:
         path = produce(cfg, n, seed, out, shard_size=shard_size, workers=workers, scheduler=scheduler,

@@ -216,7 +216,8 @@ class NormalizedAutoencoder(Autoencoder):
         (`jetad.detectors.langevin`, same values to float32 rounding, about 3x faster on the CPU); other
         models use autograd (`create_graph`: a double backward through the chain)."""
         lower, upper = self.model_.lower, self.model_.upper
-        layers = dense_layers(self.model_) if type(self).energy is Autoencoder.energy else None
+        written_out = type(self).energy is Autoencoder.energy and self.mcmc_steps > 0
+        layers = dense_layers(self.model_) if written_out else None
         if layers is not None:
             start = self._starts(n, gen).to(self.device_)
             noise = [self.noise * torch.randn(start.shape, generator=gen).to(start) for _ in range(self.mcmc_steps)]

@@ -8,7 +8,8 @@ tests/test_substructure.py). Positions are rapidities and azimuths of the E-sche
 How. As in FastJet's NNH strategy each particle keeps its geometric nearest neighbour, so that the smallest
 w_i dR^2_(i, NN(i)) (w = pT^(2p)) is the smallest d_ij; after a merging only the merged particle's row and
 the rows that pointed at the pair are recomputed: a step costs O(P), not O(P^2). The bookkeeping (nearest
-neighbours, mergings, snapshots) is compiled with numba, jet by jet; the transcendental functions (pT,
+neighbours over a list of the active particles, mergings, snapshots) is compiled with numba, jet by jet,
+argmins keeping numpy's rule (lowest index, NaN first); the transcendental functions (pT,
 rapidity, azimuth of each merged pseudojet) are the numpy expressions of `pt_rap_phi`, evaluated once per
 merging step on all jets at once. numpy's arcsinh / arctan2 are SIMD (SVML) loops on AVX-512 CPUs and differ
 from libm's in the last bit, so computing them in compiled code would change which pair merges at exact ties;
