@@ -251,22 +251,6 @@ def _database(ctx: typer.Context, param: typer.CallbackParam, value: str | None)
     return value
 
 
-def read_jets(files: list[Path], n_max: int | None, constituents: bool) -> Any:
-    """The first `n_max` jets of each file, concatenated (sources and label names kept); an empty file is an error."""
-    from jetad.data import SchemaError, concatenate, read_sample
-
-    parts = [read_sample(f, stop=n_max, constituents=constituents) for f in files]
-    for f, part in zip(files, parts, strict=True):
-        if len(part) == 0:
-            raise SchemaError(f"{f}: no jets (an empty sample); give a file with jets")
-    if len(parts) == 1:
-        return parts[0]
-    sample = concatenate(parts)
-    sample.attrs |= {"source": " + ".join(map(str, files)),
-                     "label_names": {k: v for p in parts for k, v in p.attrs.get("label_names", {}).items()}}
-    return sample
-
-
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress; show error tracebacks.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
@@ -627,27 +611,17 @@ def train(
     """Fit a detector on background jets; resumable (a checkpoint sits next to the model until it is done)."""
     from jetad.detectors import REGISTRY, make_detector
     from jetad.detectors.inputs import INPUT_KINDS
+    from jetad.tasks.train import train_detector
 
     check_choice(inputs, INPUT_KINDS, "--inputs")
     check_not_input(out, [*train_files, *([val_file] if val_file else [])])
     params = _input_options(parse_settings(settings), inputs, feature_names)
     det = build_estimator(method, REGISTRY, "detector", lambda: make_detector(method, **params))
-    if hasattr(det, "checkpoint") and det.checkpoint is None:
-        det.checkpoint = str(out) + ".ckpt"
-    needs_constituents = det.input_spec().kind != "features"
-    train_s = read_jets(train_files, n_max, needs_constituents)
-    val_s = read_jets([val_file], n_max, needs_constituents) if val_file else None
-    t0 = time.perf_counter()
-    epochs = getattr(det, "epochs", 1)
-    with progress_bar(f"train {method}", epochs) as cb:
-        kwargs = {"progress": lambda e, tot, logs: cb(e, tot)} if hasattr(det, "epochs") else {}
-        det.fit(train_s, val_s, **kwargs)
-    if hasattr(det, "checkpoint"):
-        det.checkpoint = None
-    det.save(out)
-    Path(str(out) + ".ckpt").unlink(missing_ok=True)
-    history = getattr(det, "history_", None) or {}
-    console.print(f"trained {method} on {len(train_s)} jets in {time.perf_counter() - t0:.1f} s "
+    with progress_bar(f"train {method}", getattr(det, "epochs", 1)) as cb:
+        done = train_detector(det, train_files, out, val_file=val_file, n_max=n_max,
+                              progress=lambda e, tot, logs: cb(e, tot))
+    history = done.history
+    console.print(f"trained {method} on {done.n_train} jets in {done.seconds:.1f} s "
                   f"({det.n_parameters()} parameters); {history.get('stopped', '')}")
     if history.get("best_epoch", -1) >= 0:
         console.print(f"best epoch {history['best_epoch']} (criterion {history['best_criterion']:.5g})")

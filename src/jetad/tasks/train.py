@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jetad.data import concatenate, read_sample
-from jetad.data.sample import JetSample
+from jetad.data.sample import JetSample, SchemaError
 from jetad.detectors import make_detector
 from jetad.detectors.base import Detector, Progress, TorchDetector
 
@@ -39,6 +39,9 @@ class TrainedDetector:
 def read_training_files(files: Sequence[str | Path], constituents: bool, n_max: int | None = None) -> JetSample:
     """The jets of `files` as one sample (at most `n_max` from each), label-name tables merged."""
     parts = [read_sample(f, stop=n_max, constituents=constituents) for f in files]
+    for f, part in zip(files, parts, strict=True):
+        if len(part) == 0:
+            raise SchemaError(f"{f}: no jets (an empty sample); give a file with jets")
     if len(parts) == 1:
         return parts[0]
     train = concatenate(parts)
@@ -47,18 +50,22 @@ def read_training_files(files: Sequence[str | Path], constituents: bool, n_max: 
     return train
 
 
-def train_detector(method: str, train_files: Sequence[str | Path], out: str | Path,
+def train_detector(method: str | Detector, train_files: Sequence[str | Path], out: str | Path,
                    val_file: str | Path | None = None, params: dict[str, Any] | None = None,
                    inputs: dict[str, Any] | None = None, n_max: int | None = None,
                    progress: Progress | None = None) -> TrainedDetector:
-    """Fit detector `method` (constructor `params`, input spec overrides `inputs`) on `train_files`; save to `out`.
+    """Fit detector `method` (a registry name with constructor `params` and input-spec overrides `inputs`, or an
+    unfitted detector) on `train_files` (at most `n_max` jets of each); save it to `out`.
 
     Raises ValueError for unknown methods or parameters before reading any file.
     """
     out = Path(out)
-    params = dict(params or {})
-    spec = dict(params.pop("inputs", None) or {}) | dict(inputs or {})
-    det = make_detector(method, **params, **({"inputs": spec} if spec else {}))
+    if isinstance(method, Detector):
+        det = method
+    else:
+        params = dict(params or {})
+        spec = dict(params.pop("inputs", None) or {}) | dict(inputs or {})
+        det = make_detector(method, **params, **({"inputs": spec} if spec else {}))
     neural = det if isinstance(det, TorchDetector) and det.checkpoint is None else None  # resumable training
     if neural is not None:
         neural.checkpoint = str(out) + ".ckpt"
