@@ -18,13 +18,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from jetad import __version__
+from jetad.data.json_values import json_safe
 from jetad.data.sample import JetSample
 from jetad.detectors.base import Detector, TorchDetector
 
@@ -97,16 +97,6 @@ def _score_definition(det: Detector) -> str:
         "; higher = more anomalous"
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray | np.generic):
-        return obj.tolist()
-    return obj
-
-
 def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
     """Write the fitted detector's score graph (input `inputs` (B, ...) float32 -> output `score` (B,)) to `out`.
 
@@ -149,12 +139,12 @@ def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
     meta = {
         "detector": det.name,
         "jetad_version": __version__,
-        "input_spec": json.dumps(_jsonable(det.spec_.to_dict())),
+        "input_spec": json.dumps(json_safe(det.spec_.to_dict())),
         "input_shape": json.dumps(list(shape)),
         "input_name": INPUT_NAME,
         "score_definition": _score_definition(det),
         "score_dtype": str(expected.dtype).removeprefix("torch."),
-        "params": json.dumps(_jsonable(det.get_params()), default=str),
+        "params": json.dumps(json_safe(det.get_params()), default=str),
     }
     del model.metadata_props[:]
     for key, value in meta.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,23 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from jetad.data.json_values import json_safe
 from jetad.data.sample import SchemaError
 from jetad.data.scores import ScoreTable
 from jetad.evaluate.metrics import evaluate_scores, roc_curve, sic_curve
 from jetad.evaluate.plots import plot_roc, plot_score_distributions, plot_score_vs_mass, plot_sic
 
-__all__ = ["evaluate_score_table", "json_safe", "signal_and_background", "write_bumphunt"]
-
-
-def json_safe(obj: Any) -> Any:
-    """Replace inf/nan floats (background rejection can be infinite) by strings JSON accepts."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj
+__all__ = ["evaluate_score_table", "signal_and_background", "write_bumphunt"]
 
 
 def signal_and_background(
