@@ -20,11 +20,10 @@ from jetad.evaluate.bumphunt import (
     fit_background,
     local_significance,
     null_significance_check,
-    plot_bumphunt,
-    plot_significance_scan,
     sample_dijet_spectrum,
     scan_windows,
 )
+from jetad.evaluate.plots import plot_bumphunt, plot_significance_scan
 from jetad.physics.dijet import dijet_features
 from jetad.tasks.blackbox import blackbox_labels, make_blackbox, read_key
 

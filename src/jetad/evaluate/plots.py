@@ -20,15 +20,18 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from jetad.evaluate.bumphunt import BumpHuntResult
 from jetad.evaluate.metrics import js_divergence, threshold_at_bkg_efficiency
 
 __all__ = [
     "plot_auc_grid",
     "plot_auc_grids",
+    "plot_bumphunt",
     "plot_roc",
     "plot_score_distributions",
     "plot_score_vs_mass",
     "plot_sic",
+    "plot_significance_scan",
     "plot_training_curves",
 ]
 
@@ -43,12 +46,17 @@ _CAPTION = 12
 
 @contextmanager
 def _figure(
-    out: str | Path, ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (8.0, 7.0), caption: str = ""
+    out: str | Path, ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (8.0, 7.0), caption: str = "",
+    height_ratios: Sequence[float] | None = None, sharex: bool = False,
 ) -> Iterator[tuple[Figure, np.ndarray]]:
-    """A styled figure with a grid of axes; saved to ``out`` (parent folders made) when the block ends."""
+    """A styled figure with a grid of axes; saved to ``out`` (parent folders made) when the block ends.
+
+    `size` is per axis, or the whole figure when `height_ratios` is given (a main panel over a ratio panel)."""
     with matplotlib.style.context(mplhep.style.CMS):
-        fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-        axes = fig.subplots(nrows, ncols, squeeze=False)
+        whole = (size[0], size[1]) if height_ratios else (size[0] * ncols, size[1] * nrows)
+        fig = Figure(figsize=whole, layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex,
+                            gridspec_kw={"height_ratios": height_ratios} if height_ratios else None)
         for ax in axes.flat:  # the CMS 10-colour palette: the style's 6 colours repeat in 7+ method comparisons
             ax.set_prop_cycle(color=CMS_COLOURS)
         yield fig, axes
@@ -292,5 +300,64 @@ def plot_score_distributions(
             ax.set_yscale("log")
         ax.set_xlabel("anomaly score", fontsize=_LABEL)
         ax.set_ylabel("density", fontsize=_LABEL)
+        ax.legend(fontsize=_LEGEND)
+    return Path(out)
+
+
+def plot_bumphunt(result: BumpHuntResult, out: str | Path, window: int | None = None, caption: str = "") -> Path:
+    """Data with Poisson errors, the sideband fit of a window (default: the most significant), the full-range
+    fit, the window shaded, and the pulls (data - fit) / sqrt(fit) below. Writes a PNG; returns its path."""
+    i = result.best if window is None else int(window)
+    fit = result.fits[i]
+    edges, counts = result.edges, result.counts
+    centres, widths = 0.5 * (edges[1:] + edges[:-1]), np.diff(edges)
+    expected = fit.bin_expectation()
+    with _figure(out, nrows=2, size=(9.0, 8.0), caption=caption, height_ratios=(3, 1), sharex=True) as (_, axes):
+        top, bottom = axes[0, 0], axes[1, 0]
+        shown = counts > 0
+        top.errorbar(centres[shown], counts[shown] / widths[shown], yerr=np.sqrt(counts[shown]) / widths[shown],
+                     xerr=widths[shown] / 2, fmt="o", color="k", ms=4, label=f"data ({result.n_events} events)")
+        fine = np.linspace(edges[0], edges[-1], 400)
+        top.plot(fine, fit.density(fine), color="tab:red",
+                 label=f"sideband fit ($\\chi^2$/ndf = {fit.chi2:.1f}/{fit.ndf})")
+        top.plot(fine, result.global_fit.density(fine), color="tab:blue", ls="--", lw=1, label="full-range fit")
+        for ax in (top, bottom):
+            ax.axvspan(result.lo[i], result.hi[i], color="gold", alpha=0.3)
+        top.set_yscale("log")
+        top.set_ylabel("Events / GeV", fontsize=18)
+        top.legend(fontsize=12, title=(f"window {result.lo[i]:.0f}-{result.hi[i]:.0f} GeV: "
+                                       f"n = {result.n_obs[i]:.0f}, b = {result.n_exp[i]:.1f} ± "
+                                       f"{result.sigma_exp[i]:.1f}, Z = {result.z[i]:.2f}"
+                                       f"\n$\\epsilon$ = {result.efficiency:g}"
+                                       + ("" if result.global_p is None else
+                                          f", global p = {result.global_p:.3g} ({len(result.toy_max_z)} toys)")),
+                   title_fontsize=12)
+        pull = (counts - expected) / np.sqrt(np.maximum(expected, 1e-9))
+        bottom.bar(centres, pull, width=widths, color=np.where(fit.fitted_bins, "tab:gray", "gold"),
+                   edgecolor="k", lw=0.5)
+        bottom.axhline(0, color="k", lw=1)
+        bottom.set_ylabel("pull", fontsize=14)
+        bottom.set_xlabel("$m_{jj}$ [GeV]", fontsize=_LABEL)
+    return Path(out)
+
+
+def plot_significance_scan(
+    results: BumpHuntResult | Mapping[float, BumpHuntResult], out: str | Path, caption: str = ""
+) -> Path:
+    """Local Z against window centre, one line per efficiency, with 3 and 5 sigma guides. Writes a PNG."""
+    if isinstance(results, BumpHuntResult):
+        results = {results.efficiency: results}
+    with _figure(out, size=(9.0, 6.0), caption=caption) as (_, axes):
+        ax = axes[0, 0]
+        for eps, res in results.items():
+            label = f"$\\epsilon$ = {eps:g}: max Z = {res.max_z:.2f}"
+            if res.global_p is not None:
+                label += f", global Z = {res.global_z:.2f}"
+            ax.plot(res.centers, res.z, "o-", ms=4, label=label)
+        for level in (3, 5):
+            ax.axhline(level, color="gray", ls=":", lw=1)
+        ax.axhline(0, color="k", lw=1)
+        ax.set_xlabel("window centre $m_{jj}$ [GeV]", fontsize=18)
+        ax.set_ylabel("local significance Z", fontsize=18)
         ax.legend(fontsize=_LEGEND)
     return Path(out)

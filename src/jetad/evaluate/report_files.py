@@ -82,7 +82,7 @@ def write_bumphunt(results: Mapping[float, Any], out: str | Path, caption: str =
 
     bumphunt.json is written last and atomically, so it only exists for a complete output; returns its path.
     """
-    from jetad.evaluate.bumphunt import plot_bumphunt, plot_significance_scan
+    from jetad.evaluate.plots import plot_bumphunt, plot_significance_scan
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
