@@ -46,6 +46,7 @@ def constructor_params(cls: type) -> dict[str, inspect.Parameter]:
     the hint cannot be evaluated) and the default of the most derived class that declares it.
     """
     params: dict[str, inspect.Parameter] = {}
+    klass: type[Any]
     for klass in cls.__mro__:
         if klass is object or "__init__" not in vars(klass):
             continue

@@ -196,9 +196,16 @@ class NormalizedAutoencoder(Autoencoder):
         """True during (and right after the last step of) the AE pre-training epochs."""
         return self.pretrain_epochs > 0 and self.steps_ <= self.pretrain_epochs * self.steps_per_epoch_
 
+    def _bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampling box (buffers of the network: they move with it between devices)."""
+        lower, upper = self.model_.lower, self.model_.upper
+        assert isinstance(lower, torch.Tensor) and isinstance(upper, torch.Tensor)
+        return lower, upper
+
     def _starts(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """Chain starts: replayed negatives with probability `replay_ratio`, fresh ones otherwise."""
-        lower, upper = self.model_.lower.cpu(), self.model_.upper.cpu()
+        lower, upper = self._bounds()
+        lower, upper = lower.cpu(), upper.cpu()
         n_replay = int((torch.rand(n, generator=gen) < self.replay_ratio).sum()) if len(self.buffer_) else 0
         if self.initial_distribution == "gaussian":
             fresh = torch.randn(n - n_replay, *lower.shape, generator=gen)
@@ -215,7 +222,7 @@ class NormalizedAutoencoder(Autoencoder):
         Dense autoencoders run the chain with the gradient and its backward written out
         (`jetad.detectors.langevin`, same values to float32 rounding, about 3x faster on the CPU); other
         models use autograd (`create_graph`: a double backward through the chain)."""
-        lower, upper = self.model_.lower, self.model_.upper
+        lower, upper = self._bounds()
         written_out = type(self).energy is Autoencoder.energy and self.mcmc_steps > 0
         layers = dense_layers(self.model_) if written_out else None
         if layers is not None:

@@ -178,7 +178,7 @@ def rejection_at(
 
 
 def threshold_at_bkg_efficiency(
-    scores_bkg: np.ndarray, eps_b: float | Sequence[float], w: np.ndarray | None = None
+    scores_bkg: np.ndarray, eps_b: float | Sequence[float] | np.ndarray, w: np.ndarray | None = None
 ) -> float | np.ndarray:
     """Smallest threshold t whose selection ``score > t`` keeps at most a fraction eps_b of the background.
 

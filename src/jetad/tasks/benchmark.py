@@ -251,7 +251,7 @@ def run_benchmark(
         raise ValueError(f"results database {db!r}: only SQLite files (a path or sqlite:///path) are supported")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
-    tasks = [task if isinstance(task, Task) else _task(task) for task in tasks]  # every name checked before any work
+    resolved = [task if isinstance(task, Task) else _task(task) for task in tasks]  # every name checked first
     workdir.mkdir(parents=True, exist_ok=True)
     db = Path(db) if db is not None else workdir / "results.sqlite"
     say = progress or (lambda msg: None)
@@ -259,7 +259,7 @@ def run_benchmark(
     rows: list[dict[str, Any]] = []
     con = _connect(db)
     try:
-        for task in tasks:
+        for task in resolved:
             thash = task_hash(task, size, n_scale)
             for method in methods:
                 cell_params = {**task.detectors.get(method, {}).get(size, {}), **(params or {}).get(method, {})}

@@ -42,7 +42,7 @@ def dijet_function(x: np.ndarray | float, p0: float, p1: float, p2: float, p3: f
     return p0 * (1.0 - x) ** p1 / x ** (p2 + p3 * np.log(x))
 
 
-def _log_shape(x: np.ndarray, p1: float, p2: float, p3: float) -> np.ndarray:
+def _log_shape(x: np.ndarray | float, p1: float, p2: float, p3: float) -> np.ndarray:
     lx = np.log(x)
     return p1 * np.log1p(-x) - (p2 + p3 * lx) * lx
 

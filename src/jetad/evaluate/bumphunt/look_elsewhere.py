@@ -79,7 +79,7 @@ def scan_windows(
     centers = default_centers(edges, width_fraction) if centers is None else np.atleast_1d(
         np.asarray(centers, dtype=np.float64))
     _check_windows(centers, width_fraction, edges)
-    fit_kw = {"sqrt_s": sqrt_s, "n_params": n_params}
+    fit_kw: dict[str, Any] = {"sqrt_s": sqrt_s, "n_params": n_params}
     global_fit = fit_background(m, w, edges, **fit_kw)
     lo, hi, n, b, sb, z, z_stat, fits = _scan(m, w, centers, width_fraction, edges, min_sideband_events,
                                               include_fit_uncertainty, fit_kw)

@@ -175,7 +175,7 @@ def _check_windows(centers: np.ndarray, width_fraction: float, edges: np.ndarray
 
 
 def sample_dijet_spectrum(
-    params: Sequence[float], range: tuple[float, float], rng: np.random.Generator, n: int | None = None,
+    params: Sequence[float] | np.ndarray, range: tuple[float, float], rng: np.random.Generator, n: int | None = None,
     sqrt_s: float = SQRT_S_GEV,
 ) -> np.ndarray:
     """Pseudo-data mjj [GeV] from a dijet-function density (p0..p3, events/GeV) on `range`.
