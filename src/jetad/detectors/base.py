@@ -22,9 +22,8 @@ from jetad.detectors.inputs import InputSpec
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "REGISTRY", "Detector", "Progress", "TorchDetector", "register"]
+__all__ = ["MODEL_FORMAT_VERSION", "REGISTRY", "Detector", "Progress", "TorchDetector", "register"]
 
-MODEL_FORMAT = "jetad.detector"
 MODEL_FORMAT_VERSION = FORMAT_VERSION
 #: Registered detectors by name (the detector part of `REGISTRIES`).
 REGISTRY: dict[str, type[Detector]] = REGISTRIES["detector"]  # type: ignore[assignment]

@@ -58,6 +58,11 @@ class Estimator:
     #: What a user does about a model file this jetad cannot read.
     remedy: ClassVar[str] = "fit and save it again with this jetad"
 
+    @classmethod
+    def model_format(cls) -> str:
+        """The `format` field of this kind's model files ('jetad.detector', 'jetad.search')."""
+        return f"jetad.{cls.kind}"
+
     # -- parameters --------------------------------------------------------------------------------
     @classmethod
     def param_names(cls) -> list[str]:
@@ -132,7 +137,7 @@ class Estimator:
     def to_payload(self) -> dict[str, Any]:
         """The model-file payload of this fitted estimator (also nested inside saved searches)."""
         self._check_fitted()
-        return {"format": f"jetad.{self.kind}", "format_version": FORMAT_VERSION, "jetad_version": __version__,
+        return {"format": self.model_format(), "format_version": FORMAT_VERSION, "jetad_version": __version__,
                 "method": self.name, "params": self.get_params(), "state": self._get_state(),
                 "history": getattr(self, "history_", None), "n_parameters": self.n_parameters(),
                 **self._payload_extra()}
@@ -154,7 +159,7 @@ class Estimator:
     def from_payload(cls: type[E], payload: dict[str, Any], path: str | Path) -> E:
         """The estimator stored in a model file's payload; SchemaError naming `path` if it is malformed."""
         what = "model" if cls.kind == "detector" else cls.kind
-        check_model_format(payload, path, f"jetad.{cls.kind}", FORMAT_VERSION, what, cls.remedy,
+        check_model_format(payload, path, cls.model_format(), FORMAT_VERSION, what, cls.remedy,
                            keys=PAYLOAD_KEYS + cls.extra_payload_keys)
         cls._fill_registry()
         registry = REGISTRIES[cls.kind]

@@ -44,7 +44,7 @@ def load_search(path: str | Path) -> ResonantSearch:
 def is_search_file(path: str | Path) -> bool:
     """Whether `path` holds a saved search (as opposed to a detector); False for unreadable files."""
     try:
-        return read_model_payload(path).get("format") == "jetad.search"
+        return read_model_payload(path).get("format") == ResonantSearch.model_format()
     except (SchemaError, FileNotFoundError):
         return False
 
@@ -54,5 +54,5 @@ def load_model(path: str | Path) -> Estimator:
     from jetad.detectors.base import Detector
 
     payload = read_model_payload(path)
-    kind = ResonantSearch if payload.get("format") == "jetad.search" else Detector
+    kind = ResonantSearch if payload.get("format") == ResonantSearch.model_format() else Detector
     return kind.from_payload(payload, path)
