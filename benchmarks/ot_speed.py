@@ -155,10 +155,10 @@ def stream(args: argparse.Namespace) -> dict:
 
     jets = random_jets(args.jets, args.particles, args.seed, False)
     checkpoint = args.workdir / f"stream_n{args.jets}_p{args.particles}.ckpt.npz"
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     shown = [-1]
 
-    def bar(done: int, total: int) -> None:
+    def bar(done: int, total: int, logs: dict) -> None:
         pct = int(100 * done / total)
         if pct != shown[0]:
             shown[0] = pct
@@ -168,12 +168,13 @@ def stream(args: argparse.Namespace) -> dict:
 
     knn, hist = pairwise_emd(jets, center=False, n_jobs=args.threads, handler=[KNearest(10), DistanceHistogram(
         np.linspace(0, 1.5, 151))], checkpoint=checkpoint, progress=bar)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     print(file=sys.stderr)
     pairs = args.jets * (args.jets - 1) // 2
     row = {"jets": args.jets, "particles": args.particles, "threads": args.threads, "pairs": pairs,
-           "wall_s": wall, "pairs_per_s": pairs / wall, "histogram_total": int(hist["counts"].sum()
-                                                                              + hist["underflow"] + hist["overflow"]),
+           "wall_s": wall, "cpu_s": cpu, "pairs_per_s": pairs / wall, "pairs_per_cpu_s": pairs / max(cpu, 1e-9),
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "histogram_total": int(hist["counts"].sum() + hist["underflow"] + hist["overflow"]),
            "mean_nearest_distance": float(knn[0][:, 0].mean()), "checkpoint": str(checkpoint),
            "hour_budget_ratio": 3600 / wall}
     print(json.dumps(row), flush=True)

@@ -11,7 +11,7 @@ import torch
 from jetad.data import JetSample
 from jetad.data.sample import concatenate
 from jetad.detectors import make_detector
-from jetad.detectors.export import export_onnx, onnx_inputs, onnx_latency
+from jetad.detectors.export import export_onnx, onnx_inputs, onnx_latency, onnx_metadata
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -127,3 +127,16 @@ def test_cli_export_checks_onnx_against_pytorch(train, jets, tmp_path):
                                    "--sample", str(tmp_path / "jets.h5")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ae.onnx").exists() and "onnxruntime" in res.output
+
+
+def test_check_sample_records_the_agreement_and_refuses_a_graph_that_disagrees(train, jets, tmp_path):
+    det = make_detector("ae", seed=1, **EXPORTABLE["ae"][1]).fit(train)
+    path = export_onnx(det, tmp_path / "ae.onnx", check_sample=jets)
+    meta = onnx_metadata(path)
+    assert int(meta["check_n_jets"]) == len(jets) and 0 <= float(meta["check_max_rel_diff"]) <= 1e-4
+
+    honest = det.score
+    det.score = lambda sample: honest(sample) + 1.0  # the Python side no longer matches the graph
+    with pytest.raises(RuntimeError, match="check jets"):
+        export_onnx(det, tmp_path / "bad.onnx", check_sample=jets)
+    assert not (tmp_path / "bad.onnx").exists() and not list(tmp_path.glob("bad.onnx*"))

@@ -183,7 +183,7 @@ def test_lhco_chunked_conversion_equals_unchunked_and_table_format_equals_fixed(
             files["lhco"],
             tmp_path / "b.h5",
             chunk_size=2,
-            progress=lambda done, total: calls.append((done, total)),
+            progress=lambda done, total, logs: calls.append((done, total)),
         )
     )
     table = read_sample(convert(files["lhco_table"], tmp_path / "c.h5", chunk_size=3))

@@ -82,7 +82,7 @@ def test_an_interrupted_stream_resumes_from_its_checkpoint(tmp_path):
     ckpt = tmp_path / "run.npz"
     calls = []
 
-    def stop_after_three(done: int, total: int) -> None:
+    def stop_after_three(done: int, total: int, logs: dict) -> None:
         calls.append(done)
         if len(calls) == 3:
             raise KeyboardInterrupt
@@ -94,7 +94,7 @@ def test_an_interrupted_stream_resumes_from_its_checkpoint(tmp_path):
     assert ckpt.exists()
     seen = []
     (dist, _), hist = pairwise_emd(jets, handler=[KNearest(2), DistanceHistogram(np.linspace(0, 1, 11))],
-                                   progress=lambda d, t: seen.append((d, t)), **kw)
+                                   progress=lambda d, t, logs: seen.append((d, t)), **kw)
     full = pairwise_emd(jets)
     np.testing.assert_allclose(dist, np.sort(np.where(np.eye(20, dtype=bool), np.inf, full), 1)[:, :2])
     assert hist["counts"].sum() + hist["underflow"] + hist["overflow"] == 190

@@ -7,6 +7,7 @@ that mass sculpting can always be checked (weaver-core's "observers").
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from jetad.data.attributes import base_attrs, encode_attr, read_attrs
 from jetad.data.sample import JetSample, SchemaError
-from jetad.data.store import _encode_attr, _read_attrs, base_attrs
 
 __all__ = ["SCORES_SCHEMA", "ScoreTable", "check_table", "observers_of", "read_scores", "write_scores"]
 
@@ -55,6 +56,35 @@ class ScoreTable:
     sources: list[str]
     observers: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_samples(cls, scores: Sequence[np.ndarray], samples: Sequence[JetSample], sources: Sequence[str],
+                     attrs: dict[str, Any] | None = None) -> ScoreTable:
+        """The table of `scores[i]` for the jets of `samples[i]`, which came from the input named `sources[i]`
+        (parts with the same name share one source index): labels, weights and the observers all parts have."""
+        if not len(scores) == len(samples) == len(sources) or not len(scores):
+            raise ValueError(f"from_samples needs one score array and one source name per sample, got "
+                             f"{len(scores)} score arrays, {len(samples)} samples, {len(sources)} names")
+        for s, jets, name in zip(scores, samples, sources, strict=True):
+            if len(s) != len(jets):
+                raise ValueError(f"{name}: {len(s)} scores for {len(jets)} jets")
+        parts = [cls(score=np.asarray(s), label=jets.label, weight=jets.weight, source=np.zeros(len(jets), np.int16),
+                     sources=[name], observers=observers_of(jets))
+                 for s, jets, name in zip(scores, samples, sources, strict=True)]
+        return cls.concatenate(parts, attrs)
+
+    @classmethod
+    def concatenate(cls, tables: Sequence[ScoreTable], attrs: dict[str, Any] | None = None) -> ScoreTable:
+        """One table of the rows of `tables` in order; sources merged by name, observers those all tables have."""
+        if not tables:
+            raise ValueError("nothing to concatenate: no score tables")
+        names = list(dict.fromkeys(name for t in tables for name in t.sources))
+        source = [np.asarray([names.index(n) for n in t.sources], np.int16)[t.source] for t in tables]
+        common = [k for k in tables[0].observers if all(k in t.observers for t in tables)]
+        return cls(score=np.concatenate([t.score for t in tables]), label=np.concatenate([t.label for t in tables]),
+                   weight=np.concatenate([t.weight for t in tables]), source=np.concatenate(source), sources=names,
+                   observers={k: np.concatenate([t.observers[k] for t in tables]) for k in common},
+                   attrs=dict(attrs if attrs is not None else tables[0].attrs))
 
     def select(self, which: str | int, path: str | Path = "scores") -> np.ndarray:
         """Boolean mask of jets from the source file named `which` (path, name or stem) or with label `which`."""
@@ -119,7 +149,7 @@ def write_scores(path: str | Path, table: ScoreTable) -> Path:
                 g.create_dataset(k, data=np.asarray(v))
             attrs = {**table.attrs, **base_attrs(), "schema": SCORES_SCHEMA, "sources": list(table.sources)}
             for k, v in attrs.items():
-                value = _encode_attr(v)
+                value = encode_attr(v)
                 f.attrs[k] = np.bytes_(value.encode()) if isinstance(value, str) else value
         os.replace(tmp, path)
     except BaseException:
@@ -141,7 +171,7 @@ def read_scores(path: str | Path) -> ScoreTable:
     except _H5_ERRORS as err:
         raise SchemaError(f"{path}: cannot be read as HDF5 (truncated or not a score file): {err}") from err
     with f:
-        attrs = _read_attrs(f, path)
+        attrs = read_attrs(f, path)
         if attrs.get("schema") != SCORES_SCHEMA:
             raise SchemaError(f"{path}: not a jetad score file (make one with 'jetad score MODEL FILE... -o {path}')")
         try:

@@ -1,36 +1,32 @@
 """The on-disk form of `JetSample`: HDF5 files with provenance, and sharded productions with a manifest.
 
-Writes go to ``name.h5.tmp`` and are renamed only when complete, so a file that exists is a finished file;
-a shard directory reads only when its manifest is marked complete and every shard carries the manifest's
-production hash, seed and row count. Readers check the layout (datasets, dtypes, shapes), the values (NaN/inf,
-labels, constituents) and the attributes, and fail with a `SchemaError` naming the file and the problem.
-Reads are chunked (`iter_samples`) so a million-jet file never has to sit in memory whole.
+Writing lives here: a write goes to ``name.h5.tmp`` and is renamed only when complete, so a file that exists
+is a finished file. Reading (every layout, value and attribute checked) lives in `jetad.data.sample_reading`,
+attribute encoding in `jetad.data.attributes`, the production manifest in `jetad.data.manifest`; this module
+is also the one place to import all of them from.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from jetad import __version__
-from jetad.data.manifest import (
-    MANIFEST,
-    SCHEMA_NAME,
-    SCHEMA_VERSION,
-    check_shards,
-    read_manifest,
-    rerun_hint,
-    same_attr,
-    write_manifest,
-)
+from jetad.data.attributes import base_attrs, encode_attr
+from jetad.data.manifest import MANIFEST, SCHEMA_NAME, SCHEMA_VERSION, same_attr, write_manifest
 from jetad.data.sample import JetSample, SchemaError
+from jetad.data.sample_reading import (
+    ARRAYS,
+    GROUPS,
+    SampleInfo,
+    iter_samples,
+    open_sample_file,
+    read_sample,
+    sample_info,
+)
 
 __all__ = [
     "MANIFEST",
@@ -41,63 +37,14 @@ __all__ = [
     "add_columns",
     "iter_samples",
     "read_sample",
+    "same_attr",
     "sample_info",
     "write_manifest",
     "write_sample",
 ]
 
-_ARRAYS = ("constituents", "mask", "jets", "label", "weight")
-_GROUPS = ("features", "event")
+#: Rows per HDF5 chunk (fewer for wide constituent arrays, to keep a chunk near 4 MB).
 _CHUNK_ROWS = 1024
-#: Shape and dtype kinds of each schema dataset ('b' bool, 'i'/'u' integers, 'f' floats).
-_LAYOUT = {"constituents": (3, "fiu"), "mask": (2, "biu"), "jets": (2, "fiu"), "label": (1, "iu"), "weight": (1, "fiu")}
-#: What h5py and numpy raise on damaged files and impossible layouts (SchemaError is handled before these).
-_H5_ERRORS = (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError)
-
-
-def _encode_attr(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool | np.integer | np.floating):
-        return value
-    return "json:" + json.dumps(value, default=str, sort_keys=True)
-
-
-def _decode_attr(value: Any, name: str = "?", source: str | Path = "file") -> Any:
-    """An attribute as written by `_encode_attr`; a damaged "json:" value is a SchemaError naming `source`/`name`."""
-    try:
-        if isinstance(value, bytes):
-            value = value.decode()
-        if isinstance(value, str) and value.startswith("json:"):
-            return json.loads(value[5:])
-    except (ValueError, RecursionError) as err:  # UnicodeDecodeError, JSONDecodeError
-        raise SchemaError(
-            f"{source}: attribute {name!r} is not valid ({type(err).__name__}: {err}); the file was damaged or "
-            "edited by hand: regenerate or reconvert it"
-        ) from err
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _read_attrs(h5: h5py.File, path: Path) -> dict[str, Any]:
-    """All file attributes, decoded; an unreadable or malformed one is a SchemaError naming it."""
-    out, key = {}, "?"
-    try:
-        for key in list(h5.attrs):
-            out[key] = h5.attrs[key]
-    except _H5_ERRORS as err:
-        raise SchemaError(f"{path}: attribute {key!r} cannot be read ({err}); regenerate or reconvert the file") \
-            from err
-    return {key: _decode_attr(raw, key, path) for key, raw in out.items()}
-
-
-def base_attrs() -> dict[str, Any]:
-    """Attributes every jetad file carries: schema name/version, jetad version, creation time."""
-    return {
-        "schema": SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "jetad_version": __version__,
-        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-    }
 
 
 class SampleWriter:
@@ -121,9 +68,9 @@ class SampleWriter:
     def _create(self, sample: JetSample) -> None:
         self._p = sample.n_constituents
         self._layout = (tuple(sample.features), tuple(sample.event))
-        for name in _ARRAYS:
+        for name in ARRAYS:
             self._dataset(name, getattr(sample, name))
-        for group in _GROUPS:
+        for group in GROUPS:
             self._file.require_group(group)
             for key, arr in getattr(sample, group).items():
                 self._dataset(f"{group}/{key}", np.asarray(arr))
@@ -149,9 +96,9 @@ class SampleWriter:
         if (tuple(sample.features), tuple(sample.event)) != self._layout:
             raise SchemaError(f"{self.path}: chunk columns differ from the first chunk's")
         n0, n1 = self._n, self._n + len(sample)
-        for name in _ARRAYS:
+        for name in ARRAYS:
             self._write(name, getattr(sample, name), n0, n1)
-        for group in _GROUPS:
+        for group in GROUPS:
             for key, arr in getattr(sample, group).items():
                 self._write(f"{group}/{key}", np.asarray(arr), n0, n1)
         self._n = n1
@@ -173,7 +120,7 @@ class SampleWriter:
         try:
             self._attrs["n_jets"] = self._n
             for key, value in self._attrs.items():
-                self._file.attrs[key] = _encode_attr(value)
+                self._file.attrs[key] = encode_attr(value)
             self._file.close()
             os.replace(self.tmp, self.path)
         except BaseException:
@@ -211,222 +158,6 @@ def write_sample(path: str | Path, sample: JetSample, attrs: dict[str, Any] | No
     return Path(path)
 
 
-# ---------------------------------------------------------------------------------------------- reading
-
-
-class SampleInfo:
-    """What a file or shard directory holds, read without loading arrays.
-
-    A shard directory is read only when its manifest marks the production complete and every shard carries
-    the manifest's production hash, seed and row count: a mixed or unfinished directory is a SchemaError.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        manifest = read_manifest(self.path) if self.path.is_dir() else None
-        if manifest is None:
-            self.files = [self.path]
-        else:
-            self.files = [self.path / s["file"] for s in manifest["shards"]]
-            if not manifest.get("complete", True):  # manifests before the flag were written only at the end
-                raise _unfinished(self.path, manifest)
-        if not self.files:
-            raise SchemaError(f"{self.path}: manifest lists no shards")
-        self.counts = []
-        shard_attrs = []
-        for f in self.files:
-            if manifest is not None and not f.exists():
-                raise FileNotFoundError(f"{f}: listed in {self.path / MANIFEST} but missing; "
-                                        f"{rerun_hint(self.path, manifest['attrs'])} to remake it")
-            with _open(f) as h5:
-                self.counts.append(int(h5["jets"].shape[0]))
-                shard_attrs.append(_read_attrs(h5, f))
-                if f == self.files[0]:
-                    self.attrs = shard_attrs[0]
-                    self.n_constituents = int(h5["constituents"].shape[1])
-                    self.features = sorted(h5["features"].keys()) if "features" in h5 else []
-                    self.event = sorted(h5["event"].keys()) if "event" in h5 else []
-                    layout = _columns(h5)
-                else:
-                    clash = {k: (v, layout[k]) for k, v in _columns(h5).items() if k in layout and v != layout[k]}
-                    if clash:
-                        raise SchemaError(
-                            f"{self.path}: shard {f.name} and {self.files[0].name} disagree on the per-row shape or "
-                            f"dtype of {clash}; the directory mixes productions: regenerate it"
-                        )
-        if manifest is not None:
-            check_shards(self.path, manifest, shard_attrs, self.counts)
-        self.n_jets = int(sum(self.counts))
-
-    def __repr__(self) -> str:
-        return f"SampleInfo({self.path}, n_jets={self.n_jets}, P={self.n_constituents}, shards={len(self.files)})"
-
-
-def sample_info(path: str | Path) -> SampleInfo:
-    """Counts, attributes and column names of a jetad file or shard directory."""
-    return SampleInfo(path)
-
-
-def _unfinished(directory: Path, manifest: dict[str, Any]) -> SchemaError:
-    """The error for a production whose manifest is not marked complete, naming the shards still to make."""
-    tag = manifest["attrs"].get("production_hash")
-    pending = []
-    for shard in manifest["shards"]:
-        try:
-            with _open(directory / shard["file"]) as h5:
-                done = same_attr(_read_attrs(h5, directory / shard["file"]).get("production_hash"), tag)
-        except (SchemaError, FileNotFoundError):
-            done = False
-        if not done:
-            pending.append(shard["file"])
-    what = f"shards {', '.join(pending)} are not yet made by it" if pending else "every shard exists but it stopped " \
-        "before marking the production finished"
-    return SchemaError(f"{directory}: unfinished production ({MANIFEST} is not marked complete; {what}); "
-                       f"{rerun_hint(directory, manifest['attrs'])} to finish it")
-
-
-def _open(path: Path) -> h5py.File:
-    """Open a jetad file read-only after checking its schema attributes and dataset layout."""
-    if not path.exists():
-        tmp = path.with_name(path.name + ".tmp")
-        hint = " (an unfinished write exists as .tmp: the job was interrupted)" if tmp.exists() else ""
-        raise FileNotFoundError(f"{path}: no such file{hint}")
-    if path.is_dir():
-        raise SchemaError(f"{path}: a directory, expected a jetad .h5 file")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as err:
-        raise SchemaError(f"{path}: cannot be read as HDF5 (truncated or not an HDF5 file): {err}") from err
-    try:
-        _check_file(h5, path)
-    except SchemaError:
-        h5.close()
-        raise
-    except _H5_ERRORS as err:
-        h5.close()
-        raise SchemaError(f"{path}: cannot be read as a jetad file (truncated or corrupt?): {err}") from err
-    return h5
-
-
-def _check_file(h5: h5py.File, path: Path) -> None:
-    """Schema name and version, and every dataset present with the schema's dimensions, dtype and row count."""
-    schema = _decode_attr(h5.attrs.get("schema", ""), "schema", path)
-    if schema != SCHEMA_NAME:
-        raise SchemaError(
-            f"{path}: not a jetad JetSample file (schema attribute {schema!r}); "
-            "public formats are converted with 'jetad convert'"
-        )
-    version = _decode_attr(h5.attrs.get("schema_version", -1), "schema_version", path)
-    if not isinstance(version, int) or version != SCHEMA_VERSION:
-        raise SchemaError(f"{path}: schema version {version!r}, this jetad reads version {SCHEMA_VERSION}")
-    for name, (ndim, kinds) in _LAYOUT.items():
-        ds = h5.get(name)
-        if ds is None:
-            raise SchemaError(f"{path}: dataset '{name}' missing")
-        _check_dataset(ds, name, path, kinds, ndim)
-    n = h5["jets"].shape[0]
-    shapes = {name: h5[name].shape for name in _ARRAYS}
-    if any(shape[0] != n for shape in shapes.values()):
-        raise SchemaError(f"{path}: datasets disagree on the number of jets: {shapes}")
-    if shapes["constituents"][2] != 4 or shapes["jets"][1] != 4 or shapes["mask"] != shapes["constituents"][:2]:
-        raise SchemaError(f"{path}: constituents {shapes['constituents']}, mask {shapes['mask']} and jets "
-                          f"{shapes['jets']} must be (N, P, 4), (N, P) and (N, 4)")
-    for group in _GROUPS:
-        if group not in h5:
-            continue
-        if not isinstance(h5[group], h5py.Group):
-            raise SchemaError(f"{path}: '{group}' is not a group of columns")
-        for key, ds in h5[group].items():
-            _check_dataset(ds, f"{group}/{key}", path, "biuf", 1 if group == "features" else None)
-            if ds.shape[0] != n:
-                raise SchemaError(f"{path}: {group}/{key} has {ds.shape[0]} rows but jets has {n}")
-
-
-def _columns(h5: h5py.File) -> dict[str, tuple]:
-    """Per-row shape and dtype kind of every dataset, which the shards of one directory must share.
-
-    The constituent axis P may differ (`concatenate` pads it), and a column missing from some shards is left
-    out of the whole (`concatenate` keeps the columns all shards have).
-    """
-    names = [*_ARRAYS, *(f"{g}/{k}" for g in _GROUPS if g in h5 for k in h5[g])]
-    return {name: (h5[name].shape[2 if name in ("constituents", "mask") else 1:], h5[name].dtype.kind)
-            for name in names}
-
-
-def _check_dataset(ds: Any, name: str, path: Path, kinds: str, ndim: int | None = None) -> None:
-    if not isinstance(ds, h5py.Dataset):
-        raise SchemaError(f"{path}: '{name}' is not a dataset")
-    if ds.dtype.kind not in kinds or ds.dtype.subdtype is not None:
-        raise SchemaError(f"{path}: {name} has dtype {ds.dtype}, expected numbers ({kinds!r} kinds)")
-    if (ndim is not None and ds.ndim != ndim) or ds.ndim == 0:
-        raise SchemaError(f"{path}: {name} has {ds.ndim} dimensions, expected {ndim or 'at least 1'}")
-
-
-def _read_range(path: Path, start: int, stop: int, constituents: bool) -> JetSample:
-    with _open(path) as h5:
-        try:
-            arrays = {}
-            for name in _ARRAYS:
-                if not constituents and name in ("constituents", "mask"):
-                    shape = h5[name].shape
-                    arrays[name] = np.zeros((stop - start, 0, *shape[2:]), dtype=h5[name].dtype)
-                else:
-                    arrays[name] = h5[name][start:stop]
-            groups = {
-                g: {k: h5[g][k][start:stop] for k in h5[g]} if g in h5 else {} for g in _GROUPS
-            }
-        except _H5_ERRORS as err:
-            raise SchemaError(f"{path}: rows {start}:{stop} cannot be read (truncated file?): {err}") from err
-        attrs = _read_attrs(h5, path)
-    sample = JetSample(arrays["constituents"], arrays["mask"], arrays["jets"], arrays["label"], arrays["weight"],
-                       features=groups["features"], event=groups["event"], attrs=attrs)
-    return sample.validate(f"{path}[{start}:{stop}]")
-
-
-def iter_samples(
-    path: str | Path, chunk_size: int = 50_000, constituents: bool = True
-) -> Iterator[JetSample]:
-    """Yield validated chunks of at most `chunk_size` jets from a file or a shard directory.
-
-    With ``constituents=False`` only jets, labels, weights, features and event columns are read, which is
-    what scoring feature-based detectors and evaluation need. A file of zero jets yields nothing.
-    """
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be a positive number of jets, got {chunk_size}")
-    info = SampleInfo(path)
-    for f, n in zip(info.files, info.counts, strict=True):
-        for start in range(0, n, chunk_size):
-            chunk = _read_range(f, start, min(n, start + chunk_size), constituents)
-            chunk.attrs["source"] = str(path)
-            yield chunk
-
-
-def read_sample(
-    path: str | Path, start: int = 0, stop: int | None = None, constituents: bool = True
-) -> JetSample:
-    """Read jets ``start:stop`` (all by default) of a file or shard directory as one validated sample.
-
-    An empty range (or a file of zero jets) reads as an empty sample with the file's columns.
-    """
-    from jetad.data.sample import concatenate
-
-    info = SampleInfo(path)
-    stop = info.n_jets if stop is None else min(stop, info.n_jets)
-    if not 0 <= start <= stop:
-        raise SchemaError(f"{path}: bad row range {start}:{stop} (file has {info.n_jets} jets)")
-    parts, offset = [], 0
-    for f, n in zip(info.files, info.counts, strict=True):
-        lo, hi = max(start - offset, 0), min(stop - offset, n)
-        if lo < hi:
-            parts.append(_read_range(f, lo, hi, constituents))
-        offset += n
-    if not parts:
-        parts = [_read_range(info.files[0], 0, 0, constituents)]
-    sample = parts[0] if len(parts) == 1 else concatenate(parts)
-    sample.attrs = dict(info.attrs) | {"source": str(path)}
-    return sample
-
-
 def add_columns(path: str | Path, group: str, columns: dict[str, np.ndarray], attrs: dict | None = None) -> None:
     """Add or replace columns of `group` ('features' or 'event') in a single jetad file, atomically.
 
@@ -435,9 +166,9 @@ def add_columns(path: str | Path, group: str, columns: dict[str, np.ndarray], at
     as it was and no ``.tmp`` behind.
     """
     path = Path(path)
-    if group not in _GROUPS:
-        raise ValueError(f"group must be one of {_GROUPS}")
-    with _open(path) as h5:
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}")
+    with open_sample_file(path) as h5:
         n = h5["jets"].shape[0]
     columns = {key: np.asarray(arr) for key, arr in columns.items()}
     for key, arr in columns.items():
@@ -459,7 +190,7 @@ def add_columns(path: str | Path, group: str, columns: dict[str, np.ndarray], at
             for key, value in src.attrs.items():
                 dst.attrs[key] = value
             for key, value in (attrs or {}).items():
-                dst.attrs[key] = _encode_attr(value)
+                dst.attrs[key] = encode_attr(value)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from jetad import __version__
 from jetad.data.model_file import check_model_format, read_model_payload, write_model_payload
+from jetad.data.progress import Progress
 from jetad.data.sample import SchemaError
 
 __all__ = ["FORMAT_VERSION", "PAYLOAD_KEYS", "REGISTRIES", "Estimator", "Progress", "register"]
@@ -28,12 +29,6 @@ PAYLOAD_KEYS = ("method", "params", "state", "history", "n_parameters")
 REGISTRIES: dict[str, dict[str, type[Estimator]]] = {"detector": {}, "search": {}}
 
 E = TypeVar("E", bound="Estimator")
-
-
-class Progress(Protocol):
-    """The one progress-callback type: ``progress(done, total, logs)`` after each epoch or chunk of work."""
-
-    def __call__(self, done: int, total: int, logs: dict[str, float], /) -> None: ...
 
 
 def register(cls: type[E]) -> type[E]:

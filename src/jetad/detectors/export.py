@@ -28,7 +28,8 @@ from jetad.data.json_values import json_safe
 from jetad.data.sample import JetSample
 from jetad.detectors.base import Detector, TorchDetector
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ScoreBatch", "export_onnx", "onnx_inputs", "onnx_latency", "score_module"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ScoreBatch", "export_onnx", "onnx_inputs", "onnx_latency", "onnx_metadata",
+           "score_module"]
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,15 @@ def _score_definition(det: Detector) -> str:
         "; higher = more anomalous"
 
 
-def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
+def export_onnx(det: Detector, out: str | Path, opset: int = 17, check_sample: JetSample | None = None,
+                rtol: float = 1e-4) -> Path:
     """Write the fitted detector's score graph (input `inputs` (B, ...) float32 -> output `score` (B,)) to `out`.
 
-    The batch axis is dynamic. Metadata (`metadata_props`): detector, jetad_version, input_spec (JSON),
-    input_shape (JSON), score_definition, score_dtype. Preprocessing stays in Python: see `onnx_inputs`.
+    The batch axis is dynamic. Metadata (`metadata_props`, read back by `onnx_metadata`): detector, jetad_version,
+    input_spec (JSON), input_shape (JSON), score_definition, score_dtype, params. Preprocessing stays in Python:
+    see `onnx_inputs`. With `check_sample`, ONNX Runtime scores those jets before the file is renamed into place:
+    a relative difference to `det.score` above `rtol` anywhere is a RuntimeError and no file is written; the
+    largest difference and the number of jets checked are kept in the metadata (check_max_rel_diff, check_n_jets).
     """
     import onnx
 
@@ -133,6 +138,7 @@ def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
     try:
         model = onnx.load(str(out))
         onnx.checker.check_model(model)
+        checked = _check_against_torch(det, out, check_sample, rtol) if check_sample is not None else {}
     except BaseException:
         out.unlink(missing_ok=True)
         raise
@@ -145,6 +151,7 @@ def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
         "score_definition": _score_definition(det),
         "score_dtype": str(expected.dtype).removeprefix("torch."),
         "params": json.dumps(json_safe(det.get_params()), default=str),
+        **checked,
     }
     del model.metadata_props[:]
     for key, value in meta.items():
@@ -156,6 +163,29 @@ def export_onnx(det: Detector, out: str | Path, opset: int = 17) -> Path:
     finally:
         out.unlink(missing_ok=True)
     return final
+
+
+def _check_against_torch(det: Detector, path: Path, sample: JetSample, rtol: float) -> dict[str, str]:
+    """ONNX Runtime's scores of `sample` against the detector's own; the metadata entries of the check."""
+    import onnxruntime as ort
+
+    if len(sample) == 0:
+        raise ValueError("check_sample has no jets; give jets to check the exported graph on")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: onnx_inputs(det, sample)})[0]
+    want = np.asarray(det.score(sample))
+    diff = float(np.max(np.abs(got - want) / (np.abs(want) + 1e-6)))
+    if not diff <= rtol:
+        raise RuntimeError(f"{det.name}: the exported graph scores {len(sample)} check jets up to {diff:.2g} "
+                           f"(relative) away from the detector (tolerance {rtol:g}); no ONNX file written")
+    return {"check_max_rel_diff": repr(diff), "check_n_jets": str(len(sample))}
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The jetad metadata of an exported graph (see `export_onnx`), as strings (JSON where noted there)."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def _median_seconds(fn, x: np.ndarray, repeats: int) -> float:

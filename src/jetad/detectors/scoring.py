@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from jetad.data.progress import Progress
 from jetad.data.sample import JetSample, SchemaError
-from jetad.data.scores import ScoreTable, observers_of, write_scores
+from jetad.data.scores import ScoreTable, write_scores
 from jetad.data.store import iter_samples, sample_info
-from jetad.detectors.base import Detector
+from jetad.detectors.estimator import Estimator
 
 __all__ = ["score_files", "score_sample"]
 
 
-def _needs_constituents(det: Detector) -> bool:
+def _needs_constituents(det: Estimator) -> bool:
     if getattr(det, "reads_constituents", True) is False:  # resonant searches
         return False
     spec = getattr(det, "spec_", None)
     return spec is None or spec.kind != "features"
 
 
-def score_sample(det: Detector, sample: JetSample, source: str = "sample") -> np.ndarray:
+def score_sample(det: Estimator, sample: JetSample, source: str = "sample") -> np.ndarray:
     """Scores of one in-memory sample, checked to be finite."""
     sample.attrs = {**sample.attrs, "source": source}
     scores = np.asarray(det.score(sample), dtype=np.float64)
@@ -34,11 +35,11 @@ def score_sample(det: Detector, sample: JetSample, source: str = "sample") -> np
 
 
 def score_files(
-    det: Detector,
-    files: list[str | Path],
+    det: Estimator,
+    files: Sequence[str | Path],
     out: str | Path | None = None,
     chunk_size: int = 50_000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ScoreTable:
     """Score every jet of `files` (chunked, so memory is bounded) and optionally write a score file.
 
@@ -53,29 +54,18 @@ def score_files(
         if n == 0:
             raise SchemaError(f"{f}: no jets to score (an empty sample)")
     total = sum(counts)
-    parts: dict[str, list[np.ndarray]] = {"score": [], "label": [], "weight": [], "source": []}
-    observers: dict[str, list[np.ndarray]] = {}
+    parts: list[ScoreTable] = []
     done, t0 = 0, time.perf_counter()
-    for i, f in enumerate(files):
+    for f in files:
         for chunk in iter_samples(f, chunk_size=chunk_size, constituents=_needs_constituents(det)):
-            parts["score"].append(score_sample(det, chunk, str(f)))
-            parts["label"].append(chunk.label)
-            parts["weight"].append(chunk.weight)
-            parts["source"].append(np.full(len(chunk), i, dtype=np.int16))
-            for k, v in observers_of(chunk).items():
-                observers.setdefault(k, []).append(v)
+            parts.append(ScoreTable.from_samples([score_sample(det, chunk, str(f))], [chunk], [str(f)]))
             done += len(chunk)
             if progress:
-                progress(done, total)
+                progress(done, total, {})
     elapsed = time.perf_counter() - t0
-    common = [k for k, v in observers.items() if len(v) == len(parts["score"])]
-    table = ScoreTable(
-        **{k: np.concatenate(v) for k, v in parts.items()},
-        sources=[str(f) for f in files],
-        observers={k: np.concatenate(observers[k]) for k in common},
-        attrs={"detector": det.name, "params": det.get_params(), "jets_per_s": total / max(elapsed, 1e-9),
-               "n_parameters": det.n_parameters()},
-    )
+    table = ScoreTable.concatenate(parts, attrs={"detector": det.name, "params": det.get_params(),
+                                                 "jets_per_s": total / max(elapsed, 1e-9),
+                                                 "n_parameters": det.n_parameters()})
     if out is not None:
         write_scores(out, table)
     return table

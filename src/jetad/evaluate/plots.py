@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 
 from jetad.evaluate.bumphunt import BumpHuntResult
@@ -121,7 +122,7 @@ def _draw_grid(
     xlabel: str,
     ylabel: str,
     title: str,
-) -> object:
+) -> AxesImage:
     """Heatmap of grid[i, j] at (x_values[i], y_values[j]) on evenly spaced cells, the value in each cell."""
     grid = np.asarray(grid, dtype=float)
     if grid.shape != (len(x_values), len(y_values)):
@@ -177,9 +178,9 @@ def plot_auc_grids(
     with _figure(
         out, ncols=ncols, size=(1.2 * len(x_values) + 3.5, 0.9 * len(y_values) + 3.0), caption=caption
     ) as (fig, axes):
-        image = None
-        for ax, (name, grid) in zip(axes[0], grids.items(), strict=True):
-            image = _draw_grid(ax, x_values, y_values, grid, xlabel, ylabel, name)
+        images = [_draw_grid(ax, x_values, y_values, grid, xlabel, ylabel, name)
+                  for ax, (name, grid) in zip(axes[0], grids.items(), strict=True)]
+        image = images[-1]
         cbar = fig.colorbar(image, ax=list(axes[0]), fraction=0.05 / ncols)
         cbar.set_label("AUC", fontsize=_LABEL - 2)
     return Path(out)

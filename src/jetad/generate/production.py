@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from jetad.data.progress import Progress
 from jetad.data.store import SampleInfo, same_attr, write_manifest, write_sample
 from jetad.generate.pipeline import generate_sample
 from jetad.generate.processes import GenerationConfig
@@ -76,14 +77,14 @@ def produce(
     workers: int = 1,
     scheduler: str | None = None,
     features: bool = True,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Generate `n` rows into `out` (a file if one shard, else a shard directory with a manifest).
 
     Arguments:
         workers: >1 starts an in-process Dask LocalCluster with that many single-threaded worker processes.
         scheduler: address of an existing dask.distributed scheduler (overrides `workers`).
-        progress: called as progress(rows_done, rows_total) when shards finish (and per batch in-process).
+        progress: called as progress(rows_done, rows_total, {}) when shards finish (and per batch in-process).
     """
     out = Path(out)
     sizes = plan_shards(n, shard_size)
@@ -121,11 +122,11 @@ def produce(
 
 def _run_inline(cfg, todo, seed, features, tag, progress, total, done_rows=0) -> None:
     for rows, shard, path in todo:
-        batch_progress = (lambda r, base=done_rows: progress(base + r, total)) if progress else None
+        batch_progress = (lambda r, base=done_rows: progress(base + r, total, {})) if progress else None
         _make_shard(cfg, rows, seed, shard, str(path), features, tag, batch_progress)
         done_rows += rows
         if progress:
-            progress(done_rows, total)
+            progress(done_rows, total, {})
 
 
 def _run_dask(cfg, todo, seed, features, tag, progress, total, done_rows, workers, scheduler) -> None:
@@ -148,7 +149,7 @@ def _run_dask(cfg, todo, seed, features, tag, progress, total, done_rows, worker
             fut.result()
             done_rows += futures[fut]
             if progress:
-                progress(done_rows, total)
+                progress(done_rows, total, {})
     finally:
         client.close()
         if cluster is not None:

@@ -33,13 +33,14 @@ cheap distances between the embeddings (approximate; its cost is measured in doc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from jetad.data import JetSample
+from jetad.data.progress import Progress
 from jetad.physics.emd_pairs import FlatJets, flat_jets, iter_tiles, pair_distance_pot, tile_distances
 from jetad.physics.emd_stream import DistanceMatrix, TileHandler, stream_tiles
 from jetad.physics.images import jet_images, preprocess_constituents
@@ -186,7 +187,7 @@ def pairwise_emd(
     block_size: int = 256,
     handler: TileHandler | list[TileHandler] | None = None,
     checkpoint: str | Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     solver: str = "exact",
     lot_reference: np.ndarray | None = None,
     checkpoint_every: float = 60.0,
@@ -196,7 +197,7 @@ def pairwise_emd(
     With a `handler` (`emd_stream.DistanceFile`, `KNearest`, `DistanceHistogram`, ..., or a list of them) the
     tiles are streamed into it and ``handler.result()`` is returned: no N^2 matrix in memory. `checkpoint` (a path)
     makes the stream resumable (saved every `checkpoint_every` seconds and at the end; a rerun skips the
-    finished tiles); `progress(done_pairs, total_pairs)` is called after each tile.
+    finished tiles); `progress(done_pairs, total_pairs, {})` is called after each tile.
     ``solver="lot"`` uses linearized OT against `lot_reference` (default: `linearized_ot.lot_reference`
     of the jets themselves).
     """

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from jetad.data.progress import Progress
+
 __all__ = ["DistanceFile", "DistanceHistogram", "DistanceMatrix", "KNearest", "TileHandler", "stream_tiles"]
 
 Tiles = Iterator[tuple[slice, slice, np.ndarray]]
@@ -210,11 +212,11 @@ def _tile_pairs(n_rows: int, n_cols: int, diagonal: bool) -> int:
 
 def stream_tiles(make_tiles: Callable[[set[tuple[int, int]]], Tiles], n_a: int, n_b: int, symmetric: bool,
                  handler: TileHandler | list[TileHandler], meta: dict[str, Any], checkpoint: str | Path | None = None,
-                 checkpoint_every: float = 60.0, progress: Callable[[int, int], None] | None = None) -> Any:
+                 checkpoint_every: float = 60.0, progress: Progress | None = None) -> Any:
     """Feed every tile of `make_tiles(skip)` to `handler` (or each of a list) and return its ``result()``.
 
     `meta` (sizes, p, R, ``block_size``, ...) is stored in the checkpoint; a checkpoint made with other
-    arguments is an error, not silently reused. `progress(done_pairs, total_pairs)` after each tile.
+    arguments is an error, not silently reused. `progress(done_pairs, total_pairs, {})` after each tile.
     """
     if isinstance(handler, list | tuple):
         handler = _Several(list(handler))
@@ -238,7 +240,7 @@ def stream_tiles(make_tiles: Callable[[set[tuple[int, int]]], Tiles], n_a: int, 
         if progress is not None:
             n_rows, n_cols = block.shape
             pairs += _tile_pairs(n_rows, n_cols, symmetric and rows == cols)
-            progress(pairs, total)
+            progress(pairs, total, {})
         if path is not None and time.monotonic() - last > checkpoint_every:
             _save(path, done, handler.state(), meta_arr)
             last = time.monotonic()

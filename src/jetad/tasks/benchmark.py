@@ -29,7 +29,7 @@ import numpy as np
 
 from jetad import __version__
 from jetad.data.sample import JetSample, concatenate
-from jetad.data.scores import ScoreTable, observers_of
+from jetad.data.scores import ScoreTable
 from jetad.data.store import read_sample
 from jetad.detectors import REGISTRY, make_detector
 from jetad.detectors.scoring import score_sample
@@ -52,7 +52,7 @@ _INT = {"seed", "n_parameters", "n_train", "n_test"}
 _METRIC_COLUMNS = {"auc": "auc", "max_sic": "max_sic", "rejection_at_eps_s_0.3": "rejection_eps_s_0_3",
                    "jsd_at_eps_b_0.1": "jsd_eps_b_0_1", "dcor_score_mass": "dcor_mass"}
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]
 
 
 # ------------------------------------------------------------------------------------------------- database
@@ -119,7 +119,7 @@ def _sample_path(spec: SampleSpec, size: str, n_scale: float, workdir: Path) -> 
     return workdir / "samples" / (name if n_train + n_test > SHARD_SIZE else f"{name}.h5"), n_train, n_test
 
 
-def _load(spec: SampleSpec, size: str, n_scale: float, workdir: Path, say: Progress,
+def _load(spec: SampleSpec, size: str, n_scale: float, workdir: Path, say: Say,
           workers: int = 1) -> tuple[JetSample, JetSample]:
     """(train, test) splits of a sample, generated once (shards on `workers` processes) and then read from the cache."""
     path, n_train, n_test = _sample_path(spec, size, n_scale, workdir)
@@ -145,7 +145,7 @@ def _params_json(params: dict[str, Any]) -> str:
 
 
 def _run_cell(task: Task, method: str, params: dict[str, Any], size: str, n_scale: float, seed: int,
-              workdir: Path, say: Progress, workers: int = 1) -> list[dict[str, Any]]:
+              workdir: Path, say: Say, workers: int = 1) -> list[dict[str, Any]]:
     """Train, score and evaluate one (task, method); one result dict per signal."""
     backgrounds = [_load(s, size, n_scale, workdir, say, workers) for s in task.background]
     signals = {s.name: _load(s, size, n_scale, workdir, say, workers)[1] for s in task.signals_for(size)}
@@ -161,20 +161,10 @@ def _run_cell(task: Task, method: str, params: dict[str, Any], size: str, n_scal
     s_sig = {name: score_sample(det, sample, name) for name, sample in signals.items()}
     n_scored = len(bkg_test) + sum(len(s) for s in signals.values())
     jets_per_s = n_scored / max(time.perf_counter() - t0, 1e-9)
-    obs_bkg = observers_of(bkg_test)
     results = []
     for name, sample in signals.items():
-        obs_sig = observers_of(sample)
-        common = [k for k in obs_bkg if k in obs_sig]
-        table = ScoreTable(
-            score=np.concatenate([s_bkg, s_sig[name]]),
-            label=np.concatenate([bkg_test.label, sample.label]),
-            weight=np.concatenate([bkg_test.weight, sample.weight]),
-            source=np.concatenate([np.zeros(len(bkg_test), np.int16), np.ones(len(sample), np.int16)]),
-            sources=["background", name],
-            observers={k: np.concatenate([obs_bkg[k], obs_sig[k]]) for k in common},
-            attrs={"detector": method, "params": det.get_params(), "task": task.name},
-        )
+        table = ScoreTable.from_samples([s_bkg, s_sig[name]], [bkg_test, sample], ["background", name],
+                                        attrs={"detector": method, "params": det.get_params(), "task": task.name})
         out = workdir / task.name / method if len(signals) == 1 else workdir / task.name / method / name
         observer = task.observer if task.observer in table.observers else "mass"
         ev = evaluate_score_table(table, name, "background", out, observer=observer,
@@ -228,7 +218,7 @@ def run_benchmark(
     workdir: str | Path = "benchmark",
     db: str | Path | None = None,
     seed: int = 0,
-    progress: Progress | None = None,
+    step: Say | None = None,
     params: dict[str, dict[str, Any]] | None = None,
     n_scale: float = 1.0,
     workers: int = 1,
@@ -254,7 +244,7 @@ def run_benchmark(
     resolved = [task if isinstance(task, Task) else _task(task) for task in tasks]  # every name checked first
     workdir.mkdir(parents=True, exist_ok=True)
     db = Path(db) if db is not None else workdir / "results.sqlite"
-    say = progress or (lambda msg: None)
+    say = step or (lambda msg: None)
     run_id = uuid.uuid4().hex[:12]
     rows: list[dict[str, Any]] = []
     con = _connect(db)
@@ -285,7 +275,7 @@ def _task(name: str) -> Task:
 
 def _cell_rows(con: sqlite3.Connection, task: Task, method: str, cell_params: dict[str, Any],
                base: dict[str, Any], size: str, n_scale: float, seed: int, workdir: Path,
-               say: Progress, workers: int = 1) -> list[dict[str, Any]]:
+               say: Say, workers: int = 1) -> list[dict[str, Any]]:
     """Rows of one cell: not applicable, reused, freshly run, or failed (each stored except reuses)."""
     if method not in task.detectors:
         reason = task.not_applicable.get(method)

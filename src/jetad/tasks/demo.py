@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jetad.data.store import read_sample
 from jetad.detectors import make_detector
 from jetad.detectors.scoring import score_files
 from jetad.evaluate.inspect import plot_distributions, summarize
@@ -20,6 +19,7 @@ from jetad.evaluate.report import write_report
 from jetad.evaluate.report_files import evaluate_score_table
 from jetad.generate.processes import default_config
 from jetad.generate.production import produce
+from jetad.tasks.train import train_detector
 
 __all__ = ["DEMO_DETECTORS", "DemoResult", "run_demo"]
 
@@ -56,11 +56,10 @@ def run_demo(out: str | Path, n: int = 400, seed: int = 1,
     dist = plot_distributions([summarize(p) for p in samples.values()], out / "distributions.png",
                               title=f"jetad demo: {n} jets per sample, seeds {seed}..{seed + 3}")
     result = DemoResult(samples=samples, distributions=dist)
-    train = read_sample(samples["qcd_train"])
     for name, params in DEMO_DETECTORS:
-        say(f"train {name} on {len(train)} QCD jets")
-        det = make_detector(name, seed=seed, **params).fit(train)
-        det.save(out / f"{name}.pt")
+        say(f"train {name} on {n} QCD jets")
+        det = train_detector(make_detector(name, seed=seed, **params), [samples["qcd_train"]],
+                             out / f"{name}.pt").detector
         table = score_files(det, [samples["qcd_test"], samples["top"]], out / f"scores_{name}.h5")
         ev = evaluate_score_table(table, "top", "qcd_test", out / f"eval_{name}", path=out / f"scores_{name}.h5")
         result.metrics[name] = ev["metrics"]

@@ -17,7 +17,6 @@ physical (`source.check_physical`: finite, |eta| <= 10, 0 <= pT/E <= 100 TeV, m^
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import numpy as np
 from jetad.data.formats.pandas_hdf import PandasHDFFrame
 from jetad.data.formats.reader import FormatReader
 from jetad.data.formats.source import HDF5_SIGNATURE, ROOT_SIGNATURE, _signature, check_source_file
+from jetad.data.progress import Progress
 from jetad.data.sample import SchemaError
 from jetad.data.store import SampleWriter
 
@@ -123,14 +123,14 @@ def convert(
     out: str | Path,
     fmt: str | None = None,
     chunk_size: int = 10_000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     **options: Any,
 ) -> Path:
     """Convert a public-format file to a jetad HDF5 file, streaming `chunk_size` source rows at a time.
 
     The output is written atomically (``out.tmp``, renamed when complete) and carries provenance: source
     file name, format, layout and size, the conversion options, the jet definition and the reader's
-    counters (events read, events dropped and why). `progress(done, total)` is called with source rows.
+    counters (events read, events dropped and why). `progress(done, total, {})` is called with source rows.
     `options` go to the format's reader (see `LHCOReader`, `TopTagReader`, `NanoAODReader`).
     """
     check_format(fmt)
@@ -140,12 +140,12 @@ def convert(
         written = 0
         with SampleWriter(out, reader.provenance()) as writer:
             if progress is not None:
-                progress(0, reader.n_rows)
+                progress(0, reader.n_rows, {})
             for done, sample in reader.chunks(chunk_size):
                 writer.append(sample)
                 written += len(sample)
                 if progress is not None:
-                    progress(done, reader.n_rows)
+                    progress(done, reader.n_rows, {})
             if written == 0:
                 raise SchemaError(
                     f"{reader.path}: no jets passed the selection; nothing to write ({reader.stats})"
