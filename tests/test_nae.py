@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from jetad.data.sample import JetSample
+from jetad.detectors.autoencoder import Autoencoder
 from jetad.detectors.base import Detector
-from jetad.detectors.nae import PRETRAIN_OFFSET, NormalizedAutoencoder, WassersteinNAE, wasserstein_distance
+from jetad.detectors.batch_ot import wasserstein_distance
+from jetad.detectors.nae import PRETRAIN_OFFSET, NormalizedAutoencoder, WassersteinNAE
 from jetad.detectors.training import TrainingDiverged
 
 NAMES = tuple(f"f{i}" for i in range(8))
@@ -115,8 +117,10 @@ def test_wasserstein_distances_vanish_on_identical_clouds_and_grow_with_a_shift(
 
 
 def test_nae_runaway_energy_is_reported_and_the_best_epoch_kept(toy):
-    """gamma = 0 leaves E+ - E- unbounded below: a high learning rate drives the energies to infinity."""
-    det = NormalizedAutoencoder(gamma=0.0, pretrain_epochs=0, epochs=12, inputs=INPUTS, device="cpu", lr=0.05)
+    """gamma = 0 leaves E+ - E- unbounded below: with input-space PCD from N(0, 1) starts (the chain of
+    `WassersteinNAE`'s defaults) a high learning rate drives the energies to infinity."""
+    det = NormalizedAutoencoder(gamma=0.0, pretrain_epochs=0, epochs=12, inputs=INPUTS, device="cpu", lr=0.05,
+                                sampling="x", step_size=0.02, noise=0.2, temperature=0.05)
     det.fit(toy["train"])
     stopped = det.history_["stopped"]
     assert "diverged" in stopped and "divergence_threshold" in stopped
@@ -279,3 +283,100 @@ def test_small_networks_train_on_one_thread_and_the_setting_is_restored():
         assert set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the NAE's negative phase (2105.05735): it raises the energy of what the AE reconstructs but the data lack
+
+
+def two_blobs_on_a_line(n: int, rng: np.random.Generator, centre: float | None = None) -> np.ndarray:
+    """Jets at t = -1 or +1 (spread 0.15) along one direction of 8 features, or at t = `centre` (spread 0.05)."""
+    u = np.linspace(1.0, -1.0, 8) / np.linalg.norm(np.linspace(1.0, -1.0, 8))
+    t = rng.choice([-1.0, 1.0], n) + 0.15 * rng.normal(size=n) if centre is None else centre + 0.05 * rng.normal(size=n)
+    return 2.0 * t[:, None] * u + 0.03 * rng.normal(size=(n, 8))
+
+
+def test_nae_raises_the_energy_of_a_planted_cluster_that_the_ae_reconstructs():
+    """Background: two blobs on a line; planted: a cluster at their midpoint, on the line (the AE's latent
+    manifold interpolates through it) but off the data. The AE reconstructs it as well as the background;
+    after the negative phase the NAE's energy there is several times the background's."""
+    rng = np.random.default_rng(0)
+    train, test = jets(two_blobs_on_a_line(1000, rng)), jets(two_blobs_on_a_line(300, rng))
+    planted = jets(two_blobs_on_a_line(300, rng, centre=0.0), 1)
+    common = {"inputs": {**INPUTS, "scaling": "standard"}, "device": "cpu", "hidden": (32, 16), "latent_dim": 1,
+              "batch_size": 64, "lr": 3e-3}
+    ae = Autoencoder(epochs=20, **common).fit(train)
+    nae = NormalizedAutoencoder(epochs=20, pretrain_epochs=10, **common).fit(train)
+
+    def ratio(det):  # median energy of the planted cluster over the background's
+        return float(np.median(det.score(planted)) / np.median(det.score(test)))
+
+    assert ratio(ae) < 1.5 and auc(ae.score(test), ae.score(planted)) < 0.7
+    assert ratio(nae) > 2 * ratio(ae) and auc(nae.score(test), nae.score(planted)) > 0.9
+    logs = nae.history_["logs"]
+    neg, start = np.array(logs["negative_energy"][10:]), np.array(logs["start_energy"][10:])
+    assert np.isfinite(neg).all() and np.isfinite(start).all() and np.isnan(logs["negative_energy"][:10]).all()
+    assert neg[-3:].mean() > 3 * neg[0]  # the negatives' energy moves up during the negative phase
+
+
+def test_latent_chain_descends_the_decoded_energy_and_stays_in_its_box():
+    from jetad.detectors.langevin import latent_langevin
+
+    target = torch.tensor([0.5, -0.5])
+    lower, upper = torch.full((2,), -1.0), torch.full((2,), 1.0)
+    z0 = torch.rand(256, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    z = latent_langevin(lambda v: ((v - target) ** 2).sum(1), z0, [torch.zeros_like(z0)] * 20, 0.1, lower, upper)
+    assert float(((z - target) ** 2).sum(1).mean()) < 0.05 * float(((z0 - target) ** 2).sum(1).mean())
+    assert not z.requires_grad and bool((z >= lower).all() and (z <= upper).all())
+
+
+# ----------------------------------------------------------------------------------------------------
+# options of the WNAE reference (activation, fixed box, LR schedule), validated
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"bounds_padding": -0.1}, "bounds_padding must be >= 0"),
+    ({"activation": "tanh"}, "activation must be one of"),
+    ({"lr_schedule": "linear"}, "lr_schedule must be one of"),
+    ({"sampling_box": (3.0, -3.0)}, "sampling_box must be"),
+    ({"sampling_box": (0.0, float("inf"))}, "sampling_box must be"),
+    ({"sampling": "latent"}, "sampling must be one of"),
+    ({"lr_factor": 1.5}, "lr_factor must lie in"),
+])
+def test_bad_sampler_and_schedule_options_are_one_clear_value_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        WassersteinNAE(**bad)
+
+
+def test_registry_checks_the_types_of_the_new_options():
+    from jetad.detectors import ParameterError, make_detector
+
+    det = make_detector("wnae", activation="relu", sampling_box=[-3, 3], lr_schedule="plateau")
+    assert det.sampling_box == (-3.0, 3.0)
+    with pytest.raises(ParameterError, match="sampling_box"):
+        make_detector("wnae", sampling_box="wide")
+    with pytest.raises(ParameterError, match="activation"):
+        make_detector("wnae", activation=1)
+
+
+def test_relu_wnae_in_a_fixed_box_with_a_cosine_schedule_trains(toy, tmp_path):
+    det = WassersteinNAE(epochs=3, distance="sliced", activation="relu", sampling_box=(-3.0, 3.0),
+                         lr_schedule="cosine", **FAST).fit(toy["small"])
+    assert any(isinstance(m, torch.nn.ReLU) for m in det.model_.modules())
+    assert not any(isinstance(m, torch.nn.SiLU) for m in det.model_.modules())
+    torch.testing.assert_close(det.model_.lower, torch.full((8,), -3.0))
+    torch.testing.assert_close(det.model_.upper, torch.full((8,), 3.0))
+    neg = det.sample_negatives(64, torch.Generator().manual_seed(0), create_graph=False, push=False)
+    assert float(neg.min()) >= -3.0 and float(neg.max()) <= 3.0
+    lr = det.history_["logs"]["lr"]
+    assert lr[0] > lr[1] > lr[2] and lr[0] < FAST["lr"]
+    loaded = Detector.load(det.save(tmp_path / "relu.pt"))
+    np.testing.assert_array_equal(loaded.score(toy["off"]), det.score(toy["off"]))
+
+
+def test_plateau_schedule_lowers_the_lr_after_patience_epochs_without_improvement():
+    det = WassersteinNAE(lr_schedule="plateau", lr_factor=0.5, lr_patience=1)
+    det._reset_chains()
+    for crit in (3.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0):
+        det._update_plateau(crit)
+    assert det.lr_scale_ == 0.25  # two stalls of more than one epoch

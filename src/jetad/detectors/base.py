@@ -169,6 +169,10 @@ class TorchDetector(Detector):
 
         return ScoreBatch(self)
 
+    def lr_scale(self) -> float | None:
+        """The next optimizer step's learning rate as a multiple of `lr` (a schedule), or None: constant `lr`."""
+        return None
+
     def criterion(self, x_val: torch.Tensor) -> float:
         """Background-only model-selection number (lower is better): mean validation loss by default.
 
@@ -245,7 +249,7 @@ class TorchDetector(Detector):
             patience=self.patience, seed=self.seed, device=self.device_, checkpoint=self.checkpoint,
             fingerprint=fingerprint, extra_state=(self.extra_state, self.load_extra_state),
             monitor=(lambda: monitor(self)) if monitor else None, progress=progress, optimizer=self.optimizer,
-            sample_weights=w_train,
+            sample_weights=w_train, lr_scale=self.lr_scale,
         ).to_dict()
         if w_train is not None:
             self.history_["training_weights"] = {"observer": self.reweight_observer, "max": float(w_train.max()),

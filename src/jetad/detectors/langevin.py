@@ -18,10 +18,12 @@ are drawn in the same order. `dense_layers` says whether a model qualifies; othe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-__all__ = ["dense_layers", "langevin_chain"]
+__all__ = ["dense_layers", "langevin_chain", "latent_langevin"]
 
 Layers = list[tuple[torch.Tensor, torch.Tensor, bool]]
 
@@ -162,3 +164,16 @@ class _Chain(torch.autograd.Function):
             left_f, right_b, left_b, right_f = (z.flatten(0, 1) for z in (d, g_b, a_b, h))
             grads += [torch.addmm(left_f.t() @ right_b, left_b.t(), right_f), left_b.sum(0)]
         return (None, None, None, None, None, None, *grads)
+
+
+def latent_langevin(energy: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, noise: list[torch.Tensor],
+                    coef: float, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """z after len(noise) steps z <- clamp(z - coef grad_z E(z) + eta_t, lower, upper), detached: the NAE's
+    on-manifold initialization (2105.05735, section 4), `energy(z)` = E(decoder(z)) per row."""
+    z = z.detach()
+    for eta in noise:
+        z = z.requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(energy(z).sum(), z)
+        z = torch.clamp(z.detach() - coef * grad + eta, lower, upper)
+    return z.detach()

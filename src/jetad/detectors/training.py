@@ -136,6 +136,7 @@ def train_loop(
     optimizer: str = "adam",
     sample_weights: np.ndarray | None = None,
     threads: int | str | None = "auto",
+    lr_scale: Callable[[], float | None] | None = None,
 ) -> History:
     """Train `model` with `step(batch) -> (loss, logs)`; keep the state with the lowest `criterion()`.
 
@@ -150,6 +151,8 @@ def train_loop(
     On a non-finite loss training stops, the best state so far is restored and `History.stopped` says so;
     if no epoch finished, TrainingDiverged is raised. `threads`: torch intra-op threads while training
     ('auto': one thread for small networks on the CPU, `training_threads`; restored afterwards).
+    `lr_scale()`, asked before every optimizer step, gives that step's learning rate as a multiple of `lr`
+    (a schedule; None leaves the rate as it is).
     """
     device = device or pick_device()
     with torch_threads(training_threads(model, device, threads)):
@@ -203,6 +206,10 @@ def train_loop(
                     break
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                scale = lr_scale() if lr_scale is not None else None
+                if scale is not None:
+                    for group in opt.param_groups:
+                        group["lr"] = lr * scale
                 opt.step()
                 for k, v in {"loss": float(loss.detach()), **logs}.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
