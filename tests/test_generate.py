@@ -7,11 +7,15 @@ import pytest
 
 from jetad.data import read_sample, sample_info
 from jetad.data.clustering import cluster_jets
+from jetad.data.sample import JetSample
+from jetad.data.store import write_sample
+from jetad.evaluate.inspect import summarize
 from jetad.generate.detector import delphes_like, particle_level
 from jetad.generate.pipeline import generate_sample
 from jetad.generate.processes import default_config, process_card
 from jetad.generate.production import produce
 from jetad.generate.pythia_events import make_pythia, next_batch
+from jetad.physics.features import FEATURE_NAMES, compute_features
 
 
 def test_top_jets_have_soft_drop_mass_near_the_top_mass(top):
@@ -136,3 +140,51 @@ def test_bad_requests_fail_clearly():
         make_pythia(["Beams:eCM = 13000", "HardQCD:al = on"], seed=1)
     with pytest.raises(RuntimeError, match="passed the selection"):
         generate_sample(default_config("qcd", pt_min=3000.0, pt_max=3001.0), 5, seed=1, max_events=200)
+
+
+def test_wta_axes_give_tau21_and_tau32_at_most_one_on_generated_jets(qcd, top, wz):
+    for sample in (qcd, top, wz):
+        assert sample.features["tau21"].max() <= 1.0 and sample.features["tau32"].max() <= 1.0
+        assert (sample.features["tau2"] <= sample.features["tau1"]).all()
+
+
+def test_default_constituent_caps_truncate_no_jet_of_the_processes_we_generate(qcd, top, wz, generated):
+    svj = read_sample(generated("svj-lo", "svj", 120, seed=16, options={"m_med": 2000, "r_inv": 0.1},
+                                pt_min=100.0, eta_max=2.4))  # the sample of test_larger_r_inv_... (cached)
+    lhco = [read_sample(generated("lhco-sig", "lhco-sig", 80, seed=14)),
+            read_sample(generated("lhco-bkg", "lhco-bkg", 150, seed=15))]
+    for s in (qcd, top, wz, svj, *lhco):
+        assert (s.event["multiplicity_full"] <= s.n_constituents).all(), s.attrs["process"]
+        np.testing.assert_array_equal(s.features["multiplicity"], s.mask.sum(axis=1))
+    assert svj.n_constituents == 300 and svj.event["multiplicity_full"].max() > 100  # P = 100 would truncate
+    for s in lhco:
+        assert (s.event["j2_multiplicity_full"] <= s.n_constituents).all()
+
+
+def test_features_and_multiplicity_come_from_the_full_jet_before_truncation():
+    cut = generate_sample(default_config("wz", n_constituents=12), 20, seed=3, features=True)
+    full = generate_sample(default_config("wz"), 20, seed=3, features=True)
+    assert cut.n_constituents == 12 and cut.attrs["features_constituents"] == "all"
+    counts = full.mask.sum(axis=1)
+    assert (counts > 12).mean() > 0.5
+    np.testing.assert_array_equal(cut.event["multiplicity_full"], counts)
+    for name in FEATURE_NAMES:
+        np.testing.assert_allclose(cut.features[name], full.features[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    truncated = compute_features(cut)  # the same jets seen through their leading 12 constituents
+    np.testing.assert_array_equal(truncated["multiplicity"], counts)  # the recorded count, not 12
+    assert not np.allclose(truncated["sd_mass"], full.features["sd_mass"])
+
+
+def test_inspect_reports_the_fraction_of_truncated_jets(tmp_path):
+    path = produce(default_config("wz", n_constituents=30), 20, seed=5, out=tmp_path / "wz.h5")
+    s = read_sample(path)
+    summary = summarize(path)
+    t = summary.truncation["jet"]
+    assert t.exact and t.n_jets == 20
+    assert t.fraction == pytest.approx(np.mean(s.event["multiplicity_full"] > 30))
+    assert 0 < t.fraction < 1
+    # a file without the recorded counts (older files): an upper bound from jets at P
+    old = JetSample.from_constituents(s.constituents, s.mask, features={"multiplicity": s.mask.sum(axis=1)})
+    write_sample(tmp_path / "old.h5", old)
+    bound = summarize(tmp_path / "old.h5").truncation["jet"]
+    assert not bound.exact and bound.fraction == pytest.approx(np.mean(s.event["multiplicity_full"] >= 30))

@@ -210,21 +210,33 @@ def test_three_prong_jet_has_smaller_tau32_than_two_prong():
     assert f["tau32"][1] < f["tau32"][0]
 
 
-def test_n_subjettiness_matches_fastjet_contrib_with_kt_axes():
+@pytest.mark.parametrize(("axes", "axes_definition"), [("kt", "KT_Axes"), ("wta_kt", "WTA_KT_Axes")])
+def test_n_subjettiness_matches_fastjet_contrib_with_kt_axes(axes, axes_definition):
     fastjet = pytest.importorskip("fastjet")
     ak = pytest.importorskip("awkward")
     rng = np.random.default_rng(5)
     cons, mask = random_jets(rng, 60, 25)
     pt, eta, phi, e = cols(cons)
-    ours = sub.n_subjettiness(pt, eta, phi, e, mask, n_max=3, beta=1.0, r0=0.8)
+    ours = sub.n_subjettiness(pt, eta, phi, e, mask, n_max=3, beta=1.0, r0=0.8, axes=axes)
     p4 = sub._four_momenta(pt, eta, phi, e, mask)
     counts = mask.sum(axis=1)
     events = ak.zip(
         {k: ak.unflatten(p4[..., i][mask], counts) for i, k in enumerate(("px", "py", "pz", "E"))}
     )
     cs = fastjet.ClusterSequence(events, fastjet.JetDefinition(fastjet.cambridge_algorithm, 1000.0))
-    taus = cs.njettiness(njets=[1, 2, 3], beta=1.0, R0=0.8, axes_definition="KT_Axes")
+    taus = cs.njettiness(njets=[1, 2, 3], beta=1.0, R0=0.8, axes_definition=axes_definition)
     np.testing.assert_allclose(ours, np.asarray(taus).reshape(-1, 3), rtol=1e-6, atol=1e-9)
+
+
+def test_wta_axes_are_nested_so_tau_n_never_grows_with_n():
+    rng = np.random.default_rng(13)
+    cons, mask = random_jets(rng, 200, 40)
+    taus = sub.n_subjettiness(*cols(cons), mask, n_max=4)
+    assert (np.diff(taus, axis=1) <= 0).all()  # exactly: the N WTA axes are among the N + 1 axes
+    tau21, tau32 = sub.subjettiness_ratios(taus)
+    assert tau21.max() <= 1 and tau32.max() <= 1
+    with pytest.raises(ValueError, match="axes 'onepass' is not one of"):
+        sub.n_subjettiness(*cols(cons), mask, axes="onepass")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -390,8 +402,9 @@ def test_trimmed_chunks_give_the_untrimmed_values_bit_for_bit(p):
     p4 = sub._four_momenta(pt, eta, phi, e, mask)
     np.testing.assert_array_equal(sub.soft_drop_mass(pt, eta, phi, e, mask),
                                   sub._soft_drop_mass_chunk(p4, mask, 0.1, 0.0, 0.8))
-    np.testing.assert_array_equal(sub.n_subjettiness(pt, eta, phi, e, mask),
-                                  sub._n_subjettiness_chunk(p4, mask, 3, 1.0, 0.8))
+    for axes in ("wta_kt", "kt"):
+        np.testing.assert_array_equal(sub.n_subjettiness(pt, eta, phi, e, mask, axes=axes),
+                                      sub._n_subjettiness_chunk(p4, mask, 3, 1.0, 0.8, axes))
     z, dr = sub._leading(pt, eta, phi, mask, 100)
     for beta in (1.0, 0.5):
         theta = dr**beta
@@ -402,9 +415,11 @@ def test_trimmed_chunks_give_the_untrimmed_values_bit_for_bit(p):
 # the compiled reclustering and the trimmed correlators equal the plain vectorized numpy evaluation bit for bit
 
 
-def numpy_cluster(p4, mask, kt_power, snapshots=()):
+def numpy_cluster(p4, mask, kt_power, snapshots=(), recombination="E"):
     """The vectorized numpy engine that `reclustering.cluster` replaced (one numpy step per merging over all
-    jets), kept as the bit-for-bit reference: same nearest-neighbour bookkeeping, same numpy expressions."""
+    jets), kept as the bit-for-bit reference: same nearest-neighbour bookkeeping, same numpy expressions.
+    recombination "wta": pT sum and the harder pseudojet's position; axes are the winning inputs."""
+    wta = recombination == "wta"
     def angle2(y_a, phi_a, y_b, phi_b):
         dphi = np.abs(phi_a - phi_b)
         dphi = np.minimum(dphi, 2.0 * np.pi - dphi)
@@ -430,10 +445,16 @@ def numpy_cluster(p4, mask, kt_power, snapshots=()):
     root = np.where(count > 0, np.argmax(active, axis=1), -1)
     root = np.where(count >= 2, n_part + count - 2, root)
     snaps = {n: (np.zeros((n_jets, n, 4)), np.zeros((n_jets, n), dtype=bool)) for n in snapshots}
+    winner = np.broadcast_to(np.arange(n_part), (n_jets, n_part)).copy()
+    source = np.asarray(p4, dtype=np.float64)
 
     def take_snapshot(rows, n):
         order = np.argsort(~active[rows], axis=1, kind="stable")[:, :n]
-        snaps[n][0][rows, : order.shape[1]] = np.take_along_axis(v[rows], order[..., None], axis=1)
+        if wta:
+            leaves = np.take_along_axis(winner[rows], order, axis=1)
+            snaps[n][0][rows, : order.shape[1]] = source[rows[:, None], leaves]
+        else:
+            snaps[n][0][rows, : order.shape[1]] = np.take_along_axis(v[rows], order[..., None], axis=1)
         snaps[n][1][rows, : order.shape[1]] = np.take_along_axis(active[rows], order, axis=1)
 
     for n in snapshots:
@@ -453,7 +474,12 @@ def numpy_cluster(p4, mask, kt_power, snapshots=()):
         active[g, j] = False
         nn_d[g, j] = np.inf
         count[g] -= 1
-        pt_i, rap_i, phi_i = reclustering.pt_rap_phi(merged)
+        if wta:
+            hard = np.where(pt[g, i] >= pt[g, j], i, j)
+            pt_i, rap_i, phi_i = pt[g, i] + pt[g, j], rap[g, hard], phi[g, hard]
+            winner[g, i] = winner[g, hard]
+        else:
+            pt_i, rap_i, phi_i = reclustering.pt_rap_phi(merged)
         pt[g, i], rap[g, i], phi[g, i] = pt_i, rap_i, phi_i
         w[g, i] = pt_i ** (2 * kt_power) if kt_power else np.ones_like(pt_i)
         act = active[g]
@@ -479,6 +505,8 @@ def numpy_cluster(p4, mask, kt_power, snapshots=()):
         for n in snapshots:
             take_snapshot(g[count[g] == n], n)
     node_p4 = reclustering._rotate(node_p4, jet_phi)
+    if wta:
+        return node_p4, children, root, snaps
     return node_p4, children, root, {n: (reclustering._rotate(p, jet_phi), ok) for n, (p, ok) in snaps.items()}
 
 
@@ -540,20 +568,21 @@ def jet_sets(qcd, top):
 def test_compiled_reclustering_equals_the_vectorized_numpy_engine_bit_for_bit(qcd, top):
     for name, c, mask in jet_sets(qcd, top):
         p4 = sub._four_momenta(*cols(c), mask)
-        for kt_power, snapshots in ((0, ()), (1, (1, 2, 3))):
-            got = reclustering.cluster(p4, mask, kt_power, snapshots)
-            want = numpy_cluster(p4, mask, kt_power, snapshots)
+        for kt_power, snapshots, scheme in ((0, (), "E"), (1, (1, 2, 3), "E"), (1, (1, 2, 3), "wta")):
+            got = reclustering.cluster(p4, mask, kt_power, snapshots, recombination=scheme)
+            want = numpy_cluster(p4, mask, kt_power, snapshots, recombination=scheme)
             for a, b in zip(got[:3], want[:3], strict=True):
-                np.testing.assert_array_equal(a, b, err_msg=f"{name}, p = {kt_power}")
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}, p = {kt_power}, {scheme}")
             for n in snapshots:
-                np.testing.assert_array_equal(got[3][n][0], want[3][n][0], err_msg=f"{name}, {n} axes")
-                np.testing.assert_array_equal(got[3][n][1], want[3][n][1], err_msg=f"{name}, {n} axes")
+                np.testing.assert_array_equal(got[3][n][0], want[3][n][0], err_msg=f"{name}, {n} axes, {scheme}")
+                np.testing.assert_array_equal(got[3][n][1], want[3][n][1], err_msg=f"{name}, {n} axes, {scheme}")
 
 
 def float64_observables(c: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     pt, eta, phi, e = cols(c)
     z, dr = sub._leading(pt, eta, phi, mask, 100)
-    out = {"sd_mass": sub.soft_drop_mass(pt, eta, phi, e, mask), "taus": sub.n_subjettiness(pt, eta, phi, e, mask)}
+    out = {"sd_mass": sub.soft_drop_mass(pt, eta, phi, e, mask), "taus": sub.n_subjettiness(pt, eta, phi, e, mask),
+           "taus_kt": sub.n_subjettiness(pt, eta, phi, e, mask, axes="kt")}
     for beta in (1.0, 0.5):
         out[f"e2_e3_b{beta}"] = np.stack(sub._ecf(z, dr, beta))
     return out | sub._efp(z, dr)

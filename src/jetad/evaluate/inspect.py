@@ -1,4 +1,4 @@
-"""What is in a jet file: counts, provenance, feature quantiles, and the standard distributions as a PNG.
+"""What is in a jet file: counts, provenance, truncation, feature quantiles, and the standard distributions.
 
 Reads only the light columns (jets, features, event fields) in chunks, so it works on million-jet files.
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from jetad.data.store import iter_samples, sample_info
 
-__all__ = ["STANDARD_PLOTS", "FileSummary", "plot_distributions", "summarize"]
+__all__ = ["STANDARD_PLOTS", "FileSummary", "Truncation", "plot_distributions", "summarize", "truncation"]
 
 #: (column, axis label, range) of the standard distributions; columns come from features or jets.
 STANDARD_PLOTS = (
@@ -27,6 +27,22 @@ STANDARD_PLOTS = (
     ("mjj", r"$m_{jj}$ [GeV]", None),
 )
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: (name, event column of the pre-truncation count, feature column) of each jet a row may hold.
+_JETS = (("jet", "multiplicity_full", "multiplicity"), ("j2", "j2_multiplicity_full", "j2_multiplicity"))
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """Share of jets with more constituents than the file keeps (P).
+
+    `exact`: counted from the recorded pre-truncation multiplicities (event column "multiplicity_full");
+    otherwise an upper bound, the share of jets whose multiplicity feature equals P (files written before
+    the count was recorded).
+    """
+
+    fraction: float
+    exact: bool
+    n_jets: int
 
 
 @dataclass
@@ -40,6 +56,7 @@ class FileSummary:
     attrs: dict[str, Any]
     labels: dict[int, int]
     columns: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    truncation: dict[str, Truncation] = field(default_factory=dict)
 
     def quantiles(self) -> dict[str, np.ndarray]:
         """Feature -> values at QUANTILES."""
@@ -65,10 +82,30 @@ def summarize(path: str | Path, chunk_size: int = 100_000) -> FileSummary:
             cols.setdefault(k, []).append(np.asarray(v, dtype=np.float64))
         for lab, cnt in zip(*np.unique(chunk.label, return_counts=True), strict=True):
             labels[int(lab)] = labels.get(int(lab), 0) + int(cnt)
+    columns = {k: np.concatenate(v) for k, v in cols.items()}
     return FileSummary(
         path=Path(path), n_jets=info.n_jets, n_shards=len(info.files), n_constituents=info.n_constituents,
-        attrs=info.attrs, labels=labels, columns={k: np.concatenate(v) for k, v in cols.items()},
+        attrs=info.attrs, labels=labels, columns=columns, truncation=truncation(columns, info.n_constituents),
     )
+
+
+def truncation(columns: dict[str, np.ndarray], n_constituents: int) -> dict[str, Truncation]:
+    """Per jet of a row ("jet", and "j2" for dijet rows): the share truncated at P = n_constituents.
+
+    Exact where the pre-truncation count is a column, an upper bound from the multiplicity feature otherwise;
+    absent when neither is there.
+    """
+    out: dict[str, Truncation] = {}
+    for name, full, feature in _JETS:
+        if full in columns:
+            counts, exact = columns[full], True
+        elif feature in columns:
+            counts, exact = columns[feature], False
+        else:
+            continue
+        over = counts > n_constituents if exact else counts >= n_constituents
+        out[name] = Truncation(float(np.mean(over)) if len(counts) else 0.0, exact, len(counts))
+    return out
 
 
 def plot_distributions(summaries: list[FileSummary], out: str | Path, title: str = "") -> Path:

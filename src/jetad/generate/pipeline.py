@@ -1,6 +1,9 @@
 """The event loop: Pythia batch -> detector emulation -> anti-kT clustering -> selection -> JetSample rows.
 
 One call makes one shard's worth of rows from one seed; `production` splits large requests into shards.
+Every row records its jets' constituent counts before truncation to P (event columns "multiplicity_full" and,
+for dijet rows, "j2_multiplicity_full"); with ``features=True`` the substructure features are computed on the
+full constituent lists before they are cut to the leading P.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from jetad.generate.detector import DETECTORS, FlatParticles, delphes_like, part
 from jetad.generate.processes import GenerationConfig, ProcessCard, process_card
 from jetad.generate.pythia_events import EventBatch, make_pythia, next_batch, pythia_seed, pythia_version
 
-__all__ = ["PROCESS_IDS", "generate_sample", "provenance", "reconstruct", "select_rows"]
+__all__ = ["MULTIPLICITY_COLUMNS", "PROCESS_IDS", "generate_sample", "provenance", "reconstruct", "select_rows"]
 
 #: Label stored for each process; the name table goes into attrs["label_names"].
 PROCESS_IDS = {"qcd": 0, "top": 1, "wz": 2, "svj": 3, "lhco-bkg": 10, "lhco-sig": 11}
@@ -90,19 +93,48 @@ def _jet_rows(cj: ClusteredJets, keep: np.ndarray, label: int, met: np.ndarray, 
     )
 
 
-def select_rows(batch_parts: FlatParticles, batch: EventBatch, cfg: GenerationConfig, card: ProcessCard) -> JetSample:
-    """Cluster reconstructed particles and keep the rows the process asks for."""
+#: Event columns with the constituent counts before truncation (jet rows, and the second jet of dijet rows).
+MULTIPLICITY_COLUMNS = ("multiplicity_full", "j2_multiplicity_full")
+
+
+def select_rows(batch_parts: FlatParticles, batch: EventBatch, cfg: GenerationConfig, card: ProcessCard,
+                features: bool = False) -> JetSample:
+    """Cluster reconstructed particles and keep the rows the process asks for (leading `cfg.n_constituents`).
+
+    With `features`, the rows' substructure features are computed on every constituent of each jet: the
+    batch is clustered again with P = its longest jet when a kept jet has more than `cfg.n_constituents`.
+    """
+    rows = _select(batch_parts, batch, cfg, card, cfg.n_constituents)
+    if features:
+        rows.features = _full_jet_features(batch_parts, batch, cfg, card, rows)
+    return rows
+
+
+def _full_jet_features(batch_parts: FlatParticles, batch: EventBatch, cfg: GenerationConfig, card: ProcessCard,
+                       rows: JetSample) -> dict[str, np.ndarray]:
+    from jetad.physics.features import compute_features
+
+    longest = max(int(np.max(rows.event[c], initial=0)) for c in MULTIPLICITY_COLUMNS if c in rows.event)
+    full = rows if longest <= cfg.n_constituents else _select(batch_parts, batch, cfg, card, longest)
+    return compute_features(full, r=cfg.jet_r)
+
+
+def _select(batch_parts: FlatParticles, batch: EventBatch, cfg: GenerationConfig, card: ProcessCard,
+            n_constituents: int) -> JetSample:
+    """The rows of `select_rows` with P = n_constituents (the selection does not depend on P)."""
     label = PROCESS_IDS[cfg.process]
     met = _met(batch_parts)
     if card.selection == "dijet":
         cj = cluster_jets(batch_parts.pt, batch_parts.eta, batch_parts.phi, batch_parts.e, batch_parts.counts,
-                          r=cfg.jet_r, min_pt=20.0, n_jets=2, n_constituents=cfg.n_constituents)
+                          r=cfg.jet_r, min_pt=20.0, n_jets=2, n_constituents=n_constituents)
         lead = cj.jets[:, 0]
         keep = cj.valid[:, 1] & (lead[:, 0] > cfg.pt_min) & (np.abs(lead[:, 1]) < cfg.eta_max)
-        met_columns = {"met": met.astype(np.float32), "met_truth": batch.met_truth.astype(np.float32)}
-        return dijet_rows(cj, keep, label, met_columns)
+        columns = {"met": met.astype(np.float32), "met_truth": batch.met_truth.astype(np.float32),
+                   "multiplicity_full": cj.multiplicity[:, 0].astype(np.int32),
+                   "j2_multiplicity_full": cj.multiplicity[:, 1].astype(np.int32)}
+        return dijet_rows(cj, keep, label, columns)
     cj = cluster_jets(batch_parts.pt, batch_parts.eta, batch_parts.phi, batch_parts.e, batch_parts.counts,
-                      r=cfg.jet_r, min_pt=cfg.pt_min, n_jets=2, n_constituents=cfg.n_constituents,
+                      r=cfg.jet_r, min_pt=cfg.pt_min, n_jets=2, n_constituents=n_constituents,
                       jet_eta_max=cfg.eta_max)
     pt, eta = cj.jets[..., 0], cj.jets[..., 1]
     keep = cj.valid & (pt >= cfg.pt_min) & (pt < cfg.pt_max) & (np.abs(eta) < cfg.eta_max)
@@ -134,10 +166,13 @@ def generate_sample(
     batch_size: int = 100,
     max_events: int | None = None,
     progress: Progress | None = None,
+    features: bool = False,
 ) -> JetSample:
     """Generate exactly `n` rows (jets, or events for dijet processes) for one shard.
 
     The result depends only on (cfg, n, seed, shard, batch_size). `progress(rows_done)` is called per batch.
+    With `features`, `sample.features` holds the substructure features of the full constituent lists
+    (`select_rows`), and ``attrs["features_constituents"] = "all"``.
     Raises RuntimeError if fewer than `n` rows pass the selection within `max_events` events
     (default 200 n + 2000), naming the efficiency reached.
     """
@@ -157,7 +192,7 @@ def generate_sample(
             )
         batch = next_batch(pythia, batch_size)
         events += len(batch)
-        chunk = select_rows(reconstruct(batch, cfg, rng), batch, cfg, card)
+        chunk = select_rows(reconstruct(batch, cfg, rng), batch, cfg, card, features=features)
         if len(chunk):
             parts.append(chunk)
             rows += len(chunk)
@@ -169,4 +204,6 @@ def generate_sample(
         "selection_efficiency": rows / events,
         "sigma_gen_mb": float(pythia.infoPython().sigmaGen()),
     }
+    if features:
+        sample.attrs["features_constituents"] = "all"
     return sample

@@ -206,11 +206,26 @@ def process_card(cfg: GenerationConfig) -> ProcessCard:
 
 
 def default_config(process: str, **overrides: Any) -> GenerationConfig:
-    """Defaults per process: R=0.8, pT 550-650 for jet samples; R=1.0, leading jet > 1.2 TeV for LHCO."""
+    """Defaults per process: R=0.8, pT 550-650 for jet samples; R=1.0, leading jet > 1.2 TeV for LHCO.
+
+    P (constituents kept, unless given) is 100 for jets in a pT window closed below 1 TeV (QCD, top, W/Z at
+    550-650 GeV: at most 91 measured), 200 for open or higher windows and the LHCO dijets (at most 153), 300
+    for semivisible jets (at most 247, at m_Z' = 4 TeV and r_inv = 0.1; 55% of those jets have more than
+    100); docs/benchmarks/features.md.
+    """
     base: dict[str, Any] = {"process": process}
     if process.startswith("lhco"):
-        base |= {"jet_r": 1.0, "pt_min": 1200.0, "pt_max": float("inf"), "eta_max": 2.5, "n_constituents": 200}
+        base |= {"jet_r": 1.0, "pt_min": 1200.0, "pt_max": float("inf"), "eta_max": 2.5}
     elif process == "svj":
         base |= {"pt_min": 300.0, "pt_max": float("inf")}
     base |= {k: v for k, v in overrides.items() if v is not None}
+    base.setdefault("n_constituents", _default_constituents(base))
     return GenerationConfig(**base)
+
+
+def _default_constituents(settings: dict[str, Any]) -> int:
+    """The P of `default_config`: no truncation measured on 200 jets of any process at its defaults."""
+    if settings["process"] == "svj":
+        return 300
+    pt_max = float(settings.get("pt_max", GenerationConfig.pt_max))
+    return 200 if settings["process"].startswith("lhco") or pt_max > 1000.0 else 100

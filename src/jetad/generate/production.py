@@ -22,6 +22,7 @@ from jetad.data.progress import Progress
 from jetad.data.store import SampleInfo, same_attr, write_manifest, write_sample
 from jetad.generate.pipeline import generate_sample
 from jetad.generate.processes import GenerationConfig
+from jetad.physics.features import FEATURES_VERSION
 
 __all__ = ["config_hash", "plan_shards", "produce"]
 
@@ -29,8 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def config_hash(cfg: GenerationConfig, seed: int, shard_size: int) -> str:
-    """Content hash of everything that determines a production's jets."""
-    payload = json.dumps({"cfg": asdict(cfg), "seed": seed, "shard_size": shard_size}, sort_keys=True, default=str)
+    """Content hash of everything that determines a production's rows: settings, seed, sharding and the version
+    of the feature definitions (a shard made before a definition changed is redone, never mixed in)."""
+    payload = json.dumps({"cfg": asdict(cfg), "seed": seed, "shard_size": shard_size,
+                          "feature_definitions": FEATURES_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -48,12 +51,8 @@ def _make_shard(
     cfg: GenerationConfig, rows: int, seed: int, shard: int, path: str, features: bool, tag: str,
     progress: Callable[[int], None] | None = None,
 ) -> str:
-    """The unit of work: generate one shard, optionally add features, write it atomically."""
-    sample = generate_sample(cfg, rows, seed, shard, progress=progress)
-    if features:
-        from jetad.physics.features import compute_features
-
-        sample.features = compute_features(sample, r=cfg.jet_r)
+    """The unit of work: generate one shard (features from every constituent, before padding), write it atomically."""
+    sample = generate_sample(cfg, rows, seed, shard, progress=progress, features=features)
     write_sample(path, sample, {"production_hash": tag})
     return path
 

@@ -1,9 +1,12 @@
-"""Exclusive generalized-kT reclustering of jet constituents: the engine behind soft drop and kT axes.
+"""Exclusive generalized-kT reclustering of jet constituents: the engine behind soft drop and the n-subjettiness axes.
 
-Each jet's constituents are merged pairwise, E-scheme, until one pseudojet remains, with the distance
+Each jet's constituents are merged pairwise until one pseudojet remains, with the distance
 d_ij = min(pT_i^(2p), pT_j^(2p)) dR_ij^2 (p = 1: kT, p = 0: Cambridge/Aachen) and no beam distance: exclusive
 clustering with R -> infinity, as FastJet's exclusive jets with a huge R (checked against FastJet in
-tests/test_substructure.py). Positions are rapidities and azimuths of the E-scheme four-vectors.
+tests/test_substructure.py). Two recombination schemes: "E" (four-vector sum; positions are the rapidities and
+azimuths of the summed four-vectors) and "wta" (winner-take-all, Larkoski, Neill, Thaler 1401.2158: the merged
+pseudojet has pT_i + pT_j and the direction of the harder one, as FastJet's WTA_pt_scheme), which gives the
+recoil-free WTA axes of n-subjettiness.
 
 How. As in FastJet's NNH strategy each particle keeps its geometric nearest neighbour, so that the smallest
 w_i dR^2_(i, NN(i)) (w = pT^(2p)) is the smallest d_ij; after a merging only the merged particle's row and
@@ -23,7 +26,8 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-__all__ = ["cluster", "follow_harder_branch", "in_chunks", "pt_rap_phi", "trimmed_width"]
+__all__ = ["RECOMBINATIONS", "cluster", "follow_harder_branch", "in_chunks", "leaves_under", "pt_rap_phi",
+           "trimmed_width"]
 
 _TWO_PI = 2.0 * np.pi
 #: Jets x particles per chunk of `in_chunks`: the numpy temporaries of a chunk stay below 256 KiB.
@@ -49,24 +53,35 @@ def _rotate(p4: np.ndarray, angle: np.ndarray) -> np.ndarray:
     return out
 
 
+RECOMBINATIONS = ("E", "wta")
+
+
 def cluster(
-    p4: np.ndarray, mask: np.ndarray, kt_power: int, snapshots: tuple[int, ...] = ()
+    p4: np.ndarray, mask: np.ndarray, kt_power: int, snapshots: tuple[int, ...] = (), recombination: str = "E"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
-    """Cluster each jet's constituents pairwise, E-scheme, until one pseudojet remains.
+    """Cluster each jet's constituents pairwise until one pseudojet remains.
 
     Arguments:
         p4: (N, P, 4) (px, py, pz, E) [GeV], zero where masked.
         mask: (N, P) real constituent.
         kt_power: p of d_ij = min(pT_i^(2p), pT_j^(2p)) dR_ij^2 (1: kT, 0: Cambridge/Aachen).
         snapshots: multiplicities n whose exclusive n-jet configuration is returned.
+        recombination: "E" (four-vector sum) or "wta" (winner-take-all: pT sum, direction of the harder,
+            1401.2158); it decides the pT and position of a merged pseudojet, hence the clustering sequence.
 
     Returns:
-        node_p4: (N, 2P-1, 4) four-vectors of leaves (0..P-1) and of merged nodes (P + step).
+        node_p4: (N, 2P-1, 4) four-vectors of leaves (0..P-1) and of merged nodes (P + step): the sum of each
+            node's constituents (for both recombinations).
         children: (N, max(P-1, 1), 2) the two node ids merged at each step (-1 where a jet had finished).
         root: (N,) node id of the whole jet (-1 for an empty jet).
         snapshots: {n: ((N, n, 4) four-vectors, (N, n) valid)} the exclusive n-jet configuration;
-            jets with fewer than n constituents keep all of them (the rest invalid).
+            jets with fewer than n constituents keep all of them (the rest invalid). With "E" the four-vectors
+            are the pseudojets'; with "wta" they are the input four-vectors of the winning constituents, whose
+            directions are the WTA axes (exactly, not up to rounding).
     """
+    if recombination not in RECOMBINATIONS:
+        raise ValueError(f"cluster: recombination {recombination!r} is not one of {', '.join(RECOMBINATIONS)}")
+    wta = recombination == "wta"
     n_jets, n_part = mask.shape
     mask = np.asarray(mask, dtype=bool)
     # work in the frame where the jet axis has phi = 0, so pairwise phi differences rarely need wrapping
@@ -91,11 +106,14 @@ def cluster(
     snap_n = np.asarray(snapshots, dtype=np.int64)
     snap_p4 = np.zeros((len(snapshots), n_jets, max(snapshots, default=0), 4))
     snap_valid = np.zeros(snap_p4.shape[:3], dtype=bool)
+    snap_leaf = np.zeros(snap_p4.shape[:3], dtype=np.int64)  # the winning constituent of each snapshot pseudojet
+    winner = np.broadcast_to(np.arange(n_part), (n_jets, n_part)).copy()
     for s, n in enumerate(snapshots):  # jets that start at or below n constituents keep all of them
         rows = np.flatnonzero(count <= n)
         order = np.argsort(~active[rows], axis=1, kind="stable")[:, :n]
         snap_p4[s, rows, : order.shape[1]] = np.take_along_axis(v[rows], order[..., None], axis=1)
         snap_valid[s, rows, : order.shape[1]] = np.take_along_axis(active[rows], order, axis=1)
+        snap_leaf[s, rows, : order.shape[1]] = order
 
     jets, first, second = (np.empty(n_jets, dtype=np.int64) for _ in range(3))
     merged = np.empty((n_jets, 4))
@@ -104,14 +122,36 @@ def cluster(
                                   jets, first, second, merged)
         if n_merged == 0:
             break
-        pt_i, rap_i, phi_i = pt_rap_phi(merged[:n_merged])
+        if wta:
+            pt_i, rap_i, phi_i = _winner_take_all(n_merged, jets, first, second, pt, rap, phi, winner)
+        else:
+            pt_i, rap_i, phi_i = pt_rap_phi(merged[:n_merged])
         w_i = pt_i ** (2 * kt_power) if kt_power else np.ones_like(pt_i)
         _update_neighbours(n_merged, jets, first, second, pt_i, rap_i, phi_i, w_i, v, active, count, alive,
-                           pt, rap, phi, w, nn_j, nn_d, snap_n, snap_p4, snap_valid)
+                           pt, rap, phi, w, nn_j, nn_d, snap_n, snap_p4, snap_valid, winner, snap_leaf)
 
     node_p4 = _rotate(node_p4, jet_phi)
-    snaps = {n: (_rotate(snap_p4[s, :, :n], jet_phi), snap_valid[s, :, :n]) for s, n in enumerate(snapshots)}
+    if wta:
+        rows = np.arange(n_jets)[:, None]
+        snaps = {n: (np.asarray(p4, dtype=np.float64)[rows, snap_leaf[s, :, :n]], snap_valid[s, :, :n])
+                 for s, n in enumerate(snapshots)}
+    else:
+        snaps = {n: (_rotate(snap_p4[s, :, :n], jet_phi), snap_valid[s, :, :n]) for s, n in enumerate(snapshots)}
     return node_p4, children, root, snaps
+
+
+@njit(cache=True, nogil=True)
+def _winner_take_all(n_merged: int, jets: np.ndarray, first: np.ndarray, second: np.ndarray, pt: np.ndarray,
+                     rap: np.ndarray, phi: np.ndarray, winner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pT, rapidity, phi) of the pseudojets merged by `_merge_closest` in the WTA scheme: pT_i + pT_j and the
+    position of the harder (i on a tie, as FastJet's WTA_pt_scheme keeps its first argument); `winner` follows."""
+    pt_i, rap_i, phi_i = np.empty(n_merged), np.empty(n_merged), np.empty(n_merged)
+    for q in range(n_merged):
+        b, i, j = jets[q], first[q], second[q]
+        hard = i if pt[b, i] >= pt[b, j] else j
+        pt_i[q], rap_i[q], phi_i[q] = pt[b, i] + pt[b, j], rap[b, hard], phi[b, hard]
+        winner[b, i] = winner[b, hard]
+    return pt_i, rap_i, phi_i
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -198,8 +238,9 @@ def _merge_closest(step, v, active, count, alive, where, w, nn_j, nn_d, node, no
 
 @njit(cache=True, nogil=True)
 def _update_neighbours(n_merged, jets, first, second, pt_i, rap_i, phi_i, w_i, v, active, count, alive, pt, rap,
-                       phi, w, nn_j, nn_d, snap_n, snap_p4, snap_valid):
-    """Nearest-neighbour table after the mergings of `_merge_closest`, and the n-jet snapshots.
+                       phi, w, nn_j, nn_d, snap_n, snap_p4, snap_valid, winner, snap_leaf):
+    """Nearest-neighbour table after the mergings of `_merge_closest`, and the n-jet snapshots (four-vectors
+    and winning constituents).
 
     Only active particles are visited (inactive rows keep distance inf: nothing to update there)."""
     n_part = v.shape[1]
@@ -227,6 +268,7 @@ def _update_neighbours(n_merged, jets, first, second, pt_i, rap_i, phi_i, w_i, v
                     if active[b, k]:
                         snap_p4[s, b, m] = v[b, k]
                         snap_valid[s, b, m] = True
+                        snap_leaf[s, b, m] = winner[b, k]
                         m += 1
 
 
@@ -241,6 +283,31 @@ def follow_harder_branch(root: np.ndarray, passed: np.ndarray, harder: np.ndarra
     for b in range(len(root)):
         while out[b] >= n_part and not passed[b, out[b] - n_part]:
             out[b] = harder[b, out[b] - n_part]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def leaves_under(children: np.ndarray, node: np.ndarray, n_part: int) -> np.ndarray:
+    """(N, P) bool: the leaves (constituents) below node[b] in jet b's clustering tree (none where node < 0).
+
+    `children` as returned by `cluster`; nodes >= P are mergings (step = node - P), nodes < P are leaves.
+    """
+    out = np.zeros((len(node), n_part), dtype=np.bool_)
+    stack = np.empty(n_part + 1, dtype=np.int64)  # a depth-first walk holds at most depth + 1 <= P nodes
+    for b in range(len(node)):
+        if node[b] < 0:
+            continue
+        stack[0] = node[b]
+        top = 1
+        while top > 0:
+            top -= 1
+            x = stack[top]
+            if x < n_part:
+                out[b, x] = True
+            else:
+                stack[top] = children[b, x - n_part, 0]
+                stack[top + 1] = children[b, x - n_part, 1]
+                top += 2
     return out
 
 
@@ -289,4 +356,5 @@ def in_chunks(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], p4: np.ndarray
             out = np.zeros((len(mask), *res.shape[1:]), dtype=res.dtype)
         out[rows] = res
         start = stop
+    assert out is not None  # at least one chunk ran: len(mask) > 0
     return out
