@@ -28,6 +28,7 @@ __all__ = [
     "plot_auc_grid",
     "plot_auc_grids",
     "plot_bumphunt",
+    "plot_learning_curves",
     "plot_roc",
     "plot_score_distributions",
     "plot_score_vs_mass",
@@ -361,4 +362,41 @@ def plot_significance_scan(
         ax.set_xlabel("window centre $m_{jj}$ [GeV]", fontsize=18)
         ax.set_ylabel("local significance Z", fontsize=18)
         ax.legend(fontsize=_LEGEND)
+    return Path(out)
+
+
+def plot_learning_curves(
+    curves: Mapping[str, Mapping[str, np.ndarray]], out: str | Path, caption: str = ""
+) -> Path:
+    """AUC (left) and distance correlation with the sculpting observer (right) against training size.
+
+    ``curves`` maps a method to arrays of equal length: ``n_train``, ``auc`` (mean over seeds), ``auc_std``
+    (standard deviation over seeds: the band), ``auc_err`` (statistical error from the test size: the error
+    bars), ``dcor`` and ``dcor_std``; missing spreads (one seed) draw no band. The x axis is logarithmic.
+    """
+    if not curves:
+        raise ValueError("curves: nothing to plot")
+    with _figure(out, ncols=2, caption=caption) as (_, axes):
+        ax_auc, ax_dcor = axes[0, 0], axes[0, 1]
+        ax_auc.axhline(0.5, color="k", ls="--", lw=1.5, label="random (AUC 0.5)")
+        for i, (name, c) in enumerate(curves.items()):
+            colour = CMS_COLOURS[i % len(CMS_COLOURS)]
+            n = np.asarray(c["n_train"], dtype=float)
+            order = np.argsort(n)
+            n = n[order]
+            for ax, key, spread in ((ax_auc, "auc", "auc_std"), (ax_dcor, "dcor", "dcor_std")):
+                y = np.asarray(c[key], dtype=float)[order]
+                err = np.asarray(c.get("auc_err", np.full(n.size, np.nan)), dtype=float)[order] \
+                    if key == "auc" else None
+                ax.errorbar(n, y, yerr=err, fmt="o-", color=colour, lw=2, ms=5, capsize=3, label=name)
+                band = np.asarray(c.get(spread, np.full(n.size, np.nan)), dtype=float)[order]
+                if np.isfinite(band).any():
+                    ax.fill_between(n, y - np.nan_to_num(band), y + np.nan_to_num(band), color=colour, alpha=0.25)
+        for ax in (ax_auc, ax_dcor):
+            ax.set_xscale("log")
+            ax.set_xlabel("training jets $n_{train}$", fontsize=_LABEL)
+            ax.legend(fontsize=_LEGEND)
+        ax_auc.set_ylabel("AUC (band: std over seeds; bars: stat.)", fontsize=_LABEL - 2)
+        ax_dcor.set_ylabel("dCor(score, observer) on background", fontsize=_LABEL - 2)
+        ax_dcor.set_ylim(bottom=0)
     return Path(out)

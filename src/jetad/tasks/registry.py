@@ -3,6 +3,10 @@
 A task is pure data: `jetad.tasks.benchmark.run_benchmark` runs it. Sizes are "small" (tens to hundreds of
 jets, a minute or two per task on a laptop) and "full" (thousands). `task_hash(task, size)` fingerprints the
 definition at one size, so results and samples are reused only when nothing that determines them changed.
+
+Rows of a sample: the first n_test rows test, the next n_train rows train (background only), so every training
+size of a learning curve is scored on the same test jets and the training sets are nested. `MIN_TRAIN` declares
+the training size below which a method's result is marked "below minimum size" in the leaderboards.
 """
 
 from __future__ import annotations
@@ -14,9 +18,30 @@ from typing import Any
 
 from jetad.detectors.inputs import CMS_WNAE_FEATURES
 
-__all__ = ["SIZES", "TASKS", "SampleSpec", "Task", "sample_counts", "task_definition", "task_hash"]
+__all__ = ["MIN_TRAIN", "SIZES", "SPLIT", "TASKS", "SampleSpec", "Task", "sample_counts", "task_definition",
+           "task_hash", "train_counts"]
 
 SIZES = ("small", "full")
+#: How a sample's rows split (part of every task hash): test rows first, then training rows.
+SPLIT = "test-first"
+
+#: Training jets (background, total over a task's background samples) below which a method's result is marked
+#: "below minimum size". A declared judgement, not a measurement: the references trained on 1e5-1e6 jets; the
+#: feature networks (8 inputs, ~1e3-1e4 weights) need about a thousand jets, the energy-based models with an
+#: MCMC sampler a few thousand, the image and constituent networks (1e5+ weights) ten thousand; the EMD score
+#: learns no weights and needs only its reference jets. Replace a value by the knee of a measured learning
+#: curve (docs/benchmarks/leaderboard.md) when one exists.
+MIN_TRAIN: dict[str, int] = {
+    "ae": 1000,
+    "vae": 1000,
+    "flow": 1000,
+    "nae": 3000,
+    "wnae": 3000,
+    "emd": 100,
+    "clr": 10000,
+    "anomclr": 10000,
+    "nurd": 10000,
+}
 
 
 @dataclass(frozen=True)
@@ -70,31 +95,67 @@ def _check_size(size: str) -> None:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
 
 
-def sample_counts(spec: SampleSpec, size: str, n_scale: float = 1.0) -> tuple[int, int]:
-    """(n_train, n_test) of a sample at `size`, scaled by `n_scale` (tests use tiny fractions; >= 5 when > 0)."""
+def sample_counts(spec: SampleSpec, size: str, n_scale: float = 1.0, n_train: int | None = None,
+                  n_test: int | None = None) -> tuple[int, int]:
+    """(n_train, n_test) of a sample at `size`, scaled by `n_scale` (tests use tiny fractions; >= 5 when > 0).
+
+    `n_train` / `n_test`, when given, replace the scaled counts (a signal keeps n_train = 0).
+    """
     _check_size(size)
-    return tuple(0 if k == 0 else max(5, round(k * n_scale)) for k in spec.n[size])  # type: ignore[return-value]
+    train, test = (0 if k == 0 else max(5, round(k * n_scale)) for k in spec.n[size])
+    if n_train is not None and train:
+        train = _positive(n_train, "n_train")
+    if n_test is not None:
+        test = _positive(n_test, "n_test")
+    return train, test
 
 
-def task_definition(task: Task, size: str, n_scale: float = 1.0) -> dict[str, Any]:
-    """Everything that determines a task's results at one size, as JSON-ready data."""
-    def spec(s: SampleSpec) -> dict[str, Any]:
+def _positive(value: int, name: str) -> int:
+    if isinstance(value, bool) or int(value) != value or int(value) < 1:
+        raise ValueError(f"{name}: need a positive whole number of jets, got {value!r}")
+    return int(value)
+
+
+def train_counts(task: Task, size: str, n_train: int | None = None, n_scale: float = 1.0) -> tuple[int, ...]:
+    """Training jets per background sample: the task's counts at `size`, or `n_train` in total split in their
+    proportions (largest remainders, so the counts sum to `n_train`; each >= 1)."""
+    declared = [sample_counts(s, size, n_scale)[0] for s in task.background]
+    if n_train is None:
+        return tuple(declared)
+    total = _positive(n_train, "n_train")
+    if total < len(declared):
+        raise ValueError(f"n_train: {task.name} trains on {len(declared)} background samples; need at least "
+                         f"{len(declared)} jets, got {total}")
+    shares = [total * k / sum(declared) for k in declared]
+    counts = [max(1, int(x)) for x in shares]
+    for i in sorted(range(len(counts)), key=lambda i: int(shares[i]) - shares[i])[: max(0, total - sum(counts))]:
+        counts[i] += 1
+    return tuple(counts)
+
+
+def task_definition(task: Task, size: str, n_scale: float = 1.0, n_train: int | None = None,
+                    n_test: int | None = None) -> dict[str, Any]:
+    """Everything that determines a task's results at one size (and training size), as JSON-ready data."""
+    def spec(s: SampleSpec, train: int | None) -> dict[str, Any]:
         d = asdict(s)
-        d["n"] = sample_counts(s, size, n_scale)
+        d["n"] = sample_counts(s, size, n_scale, train, n_test)
         return d
 
+    trains = train_counts(task, size, n_train, n_scale)
     return {
         "name": task.name,
         "size": size,
-        "background": [spec(s) for s in task.background],
-        "signals": [spec(s) for s in task.signals_for(size)],
+        "split": SPLIT,
+        "background": [spec(s, k) for s, k in zip(task.background, trains, strict=True)],
+        "signals": [spec(s, None) for s in task.signals_for(size)],
         "observer": task.observer,
     }
 
 
-def task_hash(task: Task, size: str, n_scale: float = 1.0) -> str:
+def task_hash(task: Task, size: str, n_scale: float = 1.0, n_train: int | None = None,
+              n_test: int | None = None) -> str:
     """sha256 (16 hex digits) of the task definition at `size`; detector parameters are hashed per result."""
-    payload = json.dumps(task_definition(task, size, n_scale), sort_keys=True, default=str)
+    payload = json.dumps(task_definition(task, size, n_scale, n_train, n_test), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
