@@ -11,6 +11,14 @@ from jetad.generate.processes import default_config
 from jetad.generate.production import produce
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_sample_cache(tmp_path_factory):
+    """Every test uses a fresh sample cache of its session (never the user's ~/.cache/jetad)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JETAD_CACHE", str(tmp_path_factory.mktemp("sample-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def generated(tmp_path_factory):
     """Make (or reuse within the session) a generated file: generated(name, process, n, seed, **cfg)."""

@@ -228,3 +228,27 @@ def test_mass_reweighting_flattens_training_and_reduces_sculpting():
     make_detector("ae", **(kw | {"epochs": 1})).fit(sample)
     with pytest.raises(ValueError, match="negative"):
         make_detector("ae", use_sample_weights=True, **(kw | {"epochs": 1})).fit(sample)
+
+
+def test_matched_weights_give_the_background_the_signal_pt_spectrum():
+    from jetad.detectors.reweighting import matched_weights
+
+    rng = np.random.default_rng(4)
+    bkg = 300 + rng.exponential(120, 20000)  # a falling QCD-like spectrum
+    sig = rng.normal(520, 80, 5000).clip(300)  # a harder, peaked one
+    w = matched_weights(bkg, sig)
+    assert w.mean() == pytest.approx(1.0) and w.min() >= 0 and w.max() <= 10 + 1e-9
+    edges = np.quantile(sig, np.linspace(0.05, 0.95, 10))
+    want = np.histogram(sig, edges)[0] / len(sig)
+    before = np.histogram(bkg, edges)[0] / len(bkg)
+    after = np.histogram(bkg, edges, weights=w)[0] / w.sum()
+    assert np.abs(after - want).max() < 0.01 < np.abs(before - want).max()
+    assert np.average(bkg, weights=w) == pytest.approx(sig.mean(), rel=0.02)
+    with pytest.raises(ValueError, match="max_weight"):
+        matched_weights(bkg, sig, max_weight=1.0)
+
+
+def test_substructure_tasks_compare_at_the_same_pt():
+    from jetad.tasks.registry import TASKS
+
+    assert all(TASKS[t].match_pt for t in ("top-vs-qcd", "svj-vs-qcd", "svj-grid-vs-ttbar", "wz-bkg-top-anomaly"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["flat_weights", "training_weights"]
+__all__ = ["flat_weights", "matched_weights", "training_weights"]
 
 
 def flat_weights(values: np.ndarray, bins: int = 20, max_weight: float = 10.0, central: float = 0.99,
@@ -35,6 +35,39 @@ def flat_weights(values: np.ndarray, bins: int = 20, max_weight: float = 10.0, c
     counts = np.bincount(idx, weights=base, minlength=bins)
     w = base * np.divide(base.sum(), bins * counts[idx], out=np.zeros(len(values)), where=counts[idx] > 0)
     for _ in range(100):  # clip and renormalise until no weight exceeds max_weight (converges in a few steps)
+        w = w / w.mean()
+        if w.max() <= max_weight * (1 + 1e-9):
+            break
+        w = np.minimum(w, max_weight)
+    return w
+
+
+def matched_weights(values: np.ndarray, target: np.ndarray, bins: int = 20, max_weight: float = 10.0,
+                    central: float = 0.99) -> np.ndarray:
+    """(N,) factors (mean 1) that give `values` the histogram of `target`: the ratio of the two densities in
+    `bins` bins of equal target population over the target's central `central` fraction (values outside take the
+    edge bin's factor), clipped at `max_weight` times the mean. Used to compare signal and background at the
+    same jet pT, so a detector cannot win by the pT difference alone.
+    """
+    values, target = np.asarray(values, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if bins < 1 or max_weight <= 1.0:
+        raise ValueError(f"matching needs bins >= 1 and max_weight > 1, got {bins} and {max_weight}")
+    if len(values) == 0 or len(target) == 0:
+        raise ValueError(f"matching needs values and a target, got {len(values)} and {len(target)} entries")
+    tail = (1.0 - central) / 2
+    edges = np.unique(np.quantile(target, np.linspace(tail, 1.0 - tail, bins + 1)))
+    if len(edges) < 2:
+        return np.ones(len(values))
+    inner = edges[1:-1]
+    idx_v, idx_t = np.searchsorted(inner, values, side="right"), np.searchsorted(inner, target, side="right")
+    n_bins = len(edges) - 1
+    have = np.bincount(idx_v, minlength=n_bins) / len(values)
+    want = np.bincount(idx_t, minlength=n_bins) / len(target)
+    ratio = np.divide(want, have, out=np.zeros(n_bins), where=have > 0)
+    w = ratio[idx_v]
+    if not w.sum() > 0:
+        raise ValueError("matching: the values and the target do not overlap")
+    for _ in range(100):
         w = w / w.mean()
         if w.max() <= max_weight * (1 + 1e-9):
             break

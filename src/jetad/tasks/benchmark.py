@@ -33,6 +33,7 @@ from jetad import __version__
 from jetad.data.sample import JetSample, concatenate
 from jetad.data.scores import ScoreTable
 from jetad.detectors import REGISTRY, make_detector
+from jetad.detectors.reweighting import matched_weights
 from jetad.detectors.scoring import score_sample
 from jetad.evaluate.report_files import evaluate_score_table
 from jetad.generate.cache import cached_rows, entry_path, read_cached
@@ -123,7 +124,13 @@ def _run_cell(task: Task, method: str, params: dict[str, Any], req: SampleReques
     results = []
     for name, sample in signals.items():
         table = ScoreTable.from_samples([s_bkg, s_sig[name]], [bkg_test, sample], ["background", name],
-                                        attrs={"detector": method, "params": det.get_params(), "task": task.name})
+                                        attrs={"detector": method, "params": det.get_params(), "task": task.name,
+                                               "pt_matched": task.match_pt})
+        n_bkg_eff = float(len(bkg_test))
+        if task.match_pt:  # background test jets weighted to this signal's pT spectrum
+            w = matched_weights(bkg_test.jets[:, 0], sample.jets[:, 0])
+            table.weight = np.concatenate([bkg_test.weight * w, sample.weight])
+            n_bkg_eff = float(w.sum() ** 2 / (w**2).sum())
         out = workdir / task.name / method if len(signals) == 1 else workdir / task.name / method / name
         observer = task.observer if task.observer in table.observers else "mass"
         ev = evaluate_score_table(table, name, "background", out, observer=observer,
@@ -132,7 +139,7 @@ def _run_cell(task: Task, method: str, params: dict[str, Any], req: SampleReques
         row |= {"signal": name, "train_s": train_s, "infer_jets_per_s": jets_per_s,
                 "n_parameters": int(det.n_parameters()), "n_train": len(train), "n_test": len(bkg_test) + len(sample),
                 "n_sig": len(sample), "n_bkg": len(bkg_test), "observer": observer,
-                "auc_stat_err": auc_stat_error(row["auc"], len(sample), len(bkg_test))}
+                "auc_stat_err": auc_stat_error(row["auc"], len(sample), n_bkg_eff)}
         results.append(row)
     onnx = _onnx_timing(det, bkg_test, workdir / task.name / method)
     if len(signals) > 1:

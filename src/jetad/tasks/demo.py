@@ -2,7 +2,9 @@
 -> an HTML report.
 
 Every step goes through the same files and functions a user calls by hand, so the demo is also an end-to-end
-check of the toolkit. Samples are reused when they already exist (same command, same seed, same files).
+check of the toolkit. Samples come from the sample cache (`jetad.generate.cache`: made once, reused by every
+later demo, benchmark and script asking for the same jets) and are copied into the output folder, so that the
+folder holds everything its report shows.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jetad.data.store import write_sample
 from jetad.detectors import make_detector
 from jetad.detectors.scoring import score_files
 from jetad.evaluate.inspect import plot_distributions, summarize
 from jetad.evaluate.report import write_report
 from jetad.evaluate.report_files import evaluate_score_table
+from jetad.generate.cache import read_cached
 from jetad.generate.processes import default_config
-from jetad.generate.production import produce
 from jetad.tasks.train import train_detector
 
 __all__ = ["DEMO_DETECTORS", "DemoResult", "run_demo"]
@@ -42,8 +45,8 @@ class DemoResult:
     report: Path | None = None
 
 
-def run_demo(out: str | Path, n: int = 400, seed: int = 1,
-             step: Callable[[str], None] | None = None) -> DemoResult:
+def run_demo(out: str | Path, n: int = 400, seed: int = 1, step: Callable[[str], None] | None = None,
+             cache: str | Path | None = None) -> DemoResult:
     """Generate QCD (2n jets: half to train, half to test), top and W/Z (n each), inspect, train, evaluate."""
     out = Path(out)
     say = step or (lambda msg: None)
@@ -51,7 +54,8 @@ def run_demo(out: str | Path, n: int = 400, seed: int = 1,
     samples = {}
     for i, (name, (process, size)) in enumerate(sizes.items()):
         say(f"generate {name} ({size} jets, seed {seed + i})")
-        samples[name] = produce(default_config(process), size, seed + i, out / f"{name}.h5")
+        jets = read_cached(default_config(process), size, seed + i, cache=cache)
+        samples[name] = write_sample(out / f"{name}.h5", jets)
     say("inspect")
     dist = plot_distributions([summarize(p) for p in samples.values()], out / "distributions.png",
                               title=f"jetad demo: {n} jets per sample, seeds {seed}..{seed + 3}")

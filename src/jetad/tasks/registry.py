@@ -67,6 +67,8 @@ class Task:
         not_applicable: detector name -> why it does not apply to this task.
         observer: score-table observer used for sculpting (JSD, dCor): 'sd_mass', 'mass', 'mjj', ...
         signal_grid: names of the signal parameters when signals form a grid (for tables and plots).
+        match_pt: evaluate with the background test jets weighted to each signal's jet-pT spectrum
+            (`jetad.detectors.reweighting.matched_weights`), so that a detector cannot win by pT alone.
     """
 
     name: str
@@ -78,6 +80,7 @@ class Task:
     not_applicable: dict[str, str] = field(default_factory=dict)
     observer: str = "sd_mass"
     signal_grid: tuple[str, ...] = ()
+    match_pt: bool = False
 
     def signals_for(self, size: str) -> tuple[SampleSpec, ...]:
         """The signal samples at `size` ('small' may test a subset of the 'full' grid)."""
@@ -149,6 +152,7 @@ def task_definition(task: Task, size: str, n_scale: float = 1.0, n_train: int | 
         "background": [spec(s, k) for s, k in zip(task.background, trains, strict=True)],
         "signals": [spec(s, None) for s in task.signals_for(size)],
         "observer": task.observer,
+        "match_pt": task.match_pt,
     }
 
 
@@ -214,6 +218,7 @@ TASKS: dict[str, Task] = {
         inputs="substructure features (8 by default), jet images or constituents, per detector",
         detectors=_jet_detectors(),
         not_applicable={"nurd": _NURD_NEEDS},
+        match_pt=True,
     ),
     "wz-bkg-top-anomaly": Task(
         name="wz-bkg-top-anomaly",
@@ -222,6 +227,7 @@ TASKS: dict[str, Task] = {
         signals={"full": (SampleSpec("top", "top", _SIG_N, 203, _TOP_JETS),)},
         inputs="as top-vs-qcd; NuRD uses 50x50 images, the background labels (qcd 0, wz 2) and the jet mass",
         detectors={**_jet_detectors(), "nurd": _torch(5, 30)},
+        match_pt=True,
     ),
     "svj-grid-vs-ttbar": Task(
         name="svj-grid-vs-ttbar",
@@ -235,6 +241,7 @@ TASKS: dict[str, Task] = {
         detectors=_jet_detectors(_CMS_INPUTS),
         not_applicable={"nurd": _NURD_NEEDS},
         signal_grid=("m_med", "r_inv"),
+        match_pt=True,
     ),
     "svj-vs-qcd": Task(
         name="svj-vs-qcd",
@@ -244,6 +251,7 @@ TASKS: dict[str, Task] = {
         inputs="substructure features (8 by default), jet images or constituents, per detector",
         detectors=_jet_detectors(),
         not_applicable={"nurd": _NURD_NEEDS},
+        match_pt=True,
     ),
     "lhco-box": Task(
         name="lhco-box",
