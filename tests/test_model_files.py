@@ -130,6 +130,17 @@ def test_a_payload_with_a_missing_or_unknown_key_is_named(tmp_path):
         Detector.load(tmp_path / "params.pt")
 
 
+def test_a_file_from_before_a_new_parameter_loads_as_it_was_trained():
+    spec = {"kind": "features", "features": sorted(feature_jets(2, 0).features)}
+    det = make_detector("nae", epochs=1, pretrain_epochs=0, mcmc_steps=2, latent_steps=2, seed=1, inputs=spec)
+    det.fit(feature_jets(120, 3))
+    payload = det.to_payload()
+    older = payload | {"params": {k: v for k, v in payload["params"].items() if k != "sampling"}}
+    loaded = Detector.from_payload(older, "older.pt")
+    assert loaded.sampling == "x" != make_detector("nae").sampling  # not today's default
+    np.testing.assert_allclose(loaded.score(feature_jets(50, 4)), det.score(feature_jets(50, 4)), rtol=1e-6)
+
+
 def test_tree_ensemble_predicts_like_sklearn():
     from sklearn.ensemble import HistGradientBoostingClassifier
 

@@ -10,10 +10,15 @@ representations, or the energy of a normalized autoencoder trained on the repres
 
 Reference settings (JetCLR): 50 constituents, 4 layers, 4 heads, model dim 1000, batch 128, Adam 5e-5,
 temperature 0.1; set them with ``JetCLR(dim=1000, n_layers=4, lr=5e-5)`` (the defaults are CPU-sized).
+Followed from JetCLR's public code (github.com/bmdillon/JetCLR, `run_jetclr.py`, `transformer.py`): the
+attention logits carry + 0.5 log pT of the key constituent (`pt_attention_bias`), and only one view is
+augmented beyond the symmetries: view 1 is rotated and translated, view 2 rotated, collinearly split
+(two passes filling the zero padding), smeared and translated (`augment_views="one"`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,7 +29,13 @@ import torch.nn.functional as F
 
 from jetad.data.sample import JetSample, SchemaError
 from jetad.detectors.base import Progress, TorchDetector, register
-from jetad.detectors.clr_encoder import PT_INPUTS, ConstituentTransformer, constituent_features, jet_axis
+from jetad.detectors.clr_encoder import (
+    PT_INPUTS,
+    ConstituentTransformer,
+    constituent_features,
+    jet_axis,
+    n_input_features,
+)
 from jetad.detectors.inputs import InputSpec
 from jetad.physics.augment import (
     collinear_split,
@@ -38,9 +49,16 @@ from jetad.physics.augment import (
 if TYPE_CHECKING:
     from jetad.detectors.nae import NormalizedAutoencoder
 
-__all__ = ["SCORE_KINDS", "AnomCLR", "JetCLR", "anomclr_loss", "nt_xent", "pt_reweight"]
+__all__ = ["AUGMENT_VIEWS", "REPRESENTATION_LAYERS", "SCORE_KINDS", "AnomCLR", "JetCLR", "anomclr_loss", "nt_xent",
+           "pt_reweight"]
 
 SCORE_KINDS = ("norm", "mahalanobis", "nae")
+#: 'one': JetCLR's scheme (symmetries on both views, collinear splits and smearing on the second only);
+#: 'both': every physical augmentation on both views.
+AUGMENT_VIEWS = ("one", "both")
+#: 'pooled': the transformer's pT-weighted sum (after one linear map), 'head1': the first projection-head layer
+#: (the layer JetCLR's public code probes by default), 'projection': the head's output (enters the loss).
+REPRESENTATION_LAYERS = ("pooled", "head1", "projection")
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
@@ -94,7 +112,12 @@ class JetCLR(TorchDetector):
 
     Arguments:
         n_constituents: leading constituents per jet; dim, n_layers, n_heads, proj_dim, dropout: the encoder.
-        pt_input: 'log' (log pT over one global scale, the training mean jet pT) or 'fraction' (pT / jet pT).
+        pt_input: 'log' (log pT over one global scale, the training mean jet pT), 'fraction' (pT / jet pT) or
+            'none' (no pT input column: pT enters only through the attention bias and the pooling weights).
+        pt_attention_bias: b in the attention logits q_i.k_j + b log pT_j (JetCLR: 0.5; 0: no pT in the
+            attention; 1 with pt_input='none': exactly collinear safe).
+        augment_views: 'one' (JetCLR: both views rotated and translated, only the second split and smeared)
+            or 'both' (every physical augmentation on both views; the behaviour before JetCLR's scheme).
         temperature: NT-Xent temperature.
         score_kind: 'mahalanobis' (default: distance to the background representations, shrinkage
             covariance: NT-Xent constrains directions only, so without a norm penalty the norm carries
@@ -104,11 +127,13 @@ class JetCLR(TorchDetector):
     """
 
     name: ClassVar[str] = "clr"
+    params_before: ClassVar[dict[str, Any]] = {"pt_attention_bias": 0.0, "augment_views": "both"}
     model_: ConstituentTransformer
     nae_: NormalizedAutoencoder | None
 
     def __init__(self, n_constituents: int = 50, dim: int = 64, n_layers: int = 2, n_heads: int = 4,
-                 proj_dim: int = 32, dropout: float = 0.1, pt_input: str = "log", temperature: float = 0.1,
+                 proj_dim: int = 32, dropout: float = 0.1, pt_input: str = "log", pt_attention_bias: float = 0.5,
+                 augment_views: str = "one", temperature: float = 0.1,
                  translation_width: float = 1.0, smear_strength: float = 0.1, smear_pt_clip: float = 0.1,
                  score_kind: str = "mahalanobis", nae_epochs: int = 20, norm_penalty: float = 0.0,
                  epochs: int = 30, batch_size: int = 128, lr: float = 5e-4, **kwargs: Any):
@@ -117,6 +142,12 @@ class JetCLR(TorchDetector):
             raise ValueError(f"score_kind must be one of {SCORE_KINDS}, got {score_kind!r}")
         if pt_input not in PT_INPUTS:
             raise ValueError(f"pt_input must be one of {PT_INPUTS}, got {pt_input!r}")
+        if augment_views not in AUGMENT_VIEWS:
+            raise ValueError(f"augment_views must be one of {AUGMENT_VIEWS}, got {augment_views!r}")
+        if isinstance(pt_attention_bias, bool) or not isinstance(pt_attention_bias, int | float) or not (
+                math.isfinite(pt_attention_bias) and pt_attention_bias >= 0):
+            raise ValueError(f"pt_attention_bias must be a finite number >= 0 (JetCLR: 0.5), got {pt_attention_bias!r}")
+        self.pt_attention_bias, self.augment_views = pt_attention_bias, augment_views
         self.n_constituents, self.dim, self.n_layers, self.n_heads = n_constituents, dim, n_layers, n_heads
         self.proj_dim, self.dropout, self.pt_input, self.temperature = proj_dim, dropout, pt_input, temperature
         self.translation_width, self.smear_strength, self.smear_pt_clip = (translation_width, smear_strength,
@@ -146,26 +177,47 @@ class JetCLR(TorchDetector):
         return np.pad(x, [(0, 0), (0, n - x.shape[1]), (0, 0)]).astype(np.float32)
 
     def build_model(self, input_shape: tuple[int, ...]) -> ConstituentTransformer:
-        return ConstituentTransformer(3, self.dim, self.n_layers, self.n_heads, self.proj_dim, self.dropout)
+        return ConstituentTransformer(n_input_features(self.pt_input), self.dim, self.n_layers, self.n_heads,
+                                      self.proj_dim, self.dropout, pt_bias=self.pt_attention_bias)
+
+    def symmetry_augmentation(self):
+        """The exact symmetries JetCLR applies to both views: a rotation and a translation."""
+        return compose(rotate, partial(translate, width=self.translation_width))
 
     def physical_augmentation(self):
         """JetCLR's symmetry augmentations, composed from `jetad.physics.augment`."""
         return compose(rotate, partial(translate, width=self.translation_width), collinear_split,
                        partial(smear_soft, strength=self.smear_strength, pt_clip=self.smear_pt_clip))
 
+    def view_augmentations(self):
+        """(first view, second view) augmentations for `augment_views`.
+
+        'one' follows JetCLR's public code: view 1 = rotation + translation; view 2 = rotation + translation +
+        two passes of collinear splitting into the zero padding + soft smearing. 'both': `physical_augmentation`
+        (one splitting pass) on each view.
+        """
+        if self.augment_views == "both":
+            return self.physical_augmentation(), self.physical_augmentation()
+        smear = partial(smear_soft, strength=self.smear_strength, pt_clip=self.smear_pt_clip)
+        return self.symmetry_augmentation(), compose(self.symmetry_augmentation(), collinear_split, collinear_split,
+                                                     smear)
+
     def _augmented(self, raw: torch.Tensor, rng: np.random.Generator, augmentation) -> torch.Tensor:
         x = raw.detach().cpu().numpy()
         c, m = augmentation(x[..., :4], x[..., 4] > 0.5, rng)
         return torch.as_tensor(np.concatenate([c, m[..., None]], -1), dtype=raw.dtype, device=raw.device)
 
-    def _project(self, raw: torch.Tensor, axis=None, representation: bool = False) -> torch.Tensor:
+    def _project(self, raw: torch.Tensor, axis=None, layer: str = "projection") -> torch.Tensor:
         x, mask, w = constituent_features(raw, axis, self.pt_input, self.pt_scale_)
-        return (self.model_.representation if representation else self.model_)(x, mask, w)
+        if layer == "projection":
+            return self.model_(x, mask, w)
+        z = self.model_.representation(x, mask, w)
+        return self.model_.head_hidden(z) if layer == "head1" else z
 
     def _contrastive(self, batch: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-        axis, aug = jet_axis(batch), self.physical_augmentation()
-        z1 = self._project(self._augmented(batch, rng, aug), axis)
-        z2 = self._project(self._augmented(batch, rng, aug), axis)
+        axis, (aug1, aug2) = jet_axis(batch), self.view_augmentations()
+        z1 = self._project(self._augmented(batch, rng, aug1), axis)
+        z2 = self._project(self._augmented(batch, rng, aug2), axis)
         loss = nt_xent(z1, z2, self.temperature) + self.norm_penalty * z1.norm(dim=1).mean()
         return loss, {"s_pos": float(F.cosine_similarity(z1, z2).mean().detach())}
 
@@ -203,14 +255,17 @@ class JetCLR(TorchDetector):
             self.fit_nae(fit_split)
         return self
 
-    def representation(self, sample: JetSample, batch_size: int = 2048) -> np.ndarray:
-        """(N, dim) pre-projection representation (the JetCLR representation)."""
-        return self._represent(torch.as_tensor(self._inputs_for(sample, sample.describe())), batch_size)
+    def representation(self, sample: JetSample, batch_size: int = 2048, layer: str = "pooled") -> np.ndarray:
+        """(N, dim) representation: `layer` in REPRESENTATION_LAYERS; 'pooled' (default) is the pre-head JetCLR
+        representation that the scores use, 'head1' the layer JetCLR's public code probes by default."""
+        if layer not in REPRESENTATION_LAYERS:
+            raise ValueError(f"layer must be one of {REPRESENTATION_LAYERS}, got {layer!r}")
+        return self._represent(torch.as_tensor(self._inputs_for(sample, sample.describe())), batch_size, layer)
 
-    def _represent(self, x: torch.Tensor, batch_size: int = 2048, projection: bool = False) -> np.ndarray:
+    def _represent(self, x: torch.Tensor, batch_size: int = 2048, layer: str = "pooled") -> np.ndarray:
         self.model_.eval()
         with torch.no_grad():
-            out = [self._project(x[i:i + batch_size].to(self.device_), representation=not projection)
+            out = [self._project(x[i:i + batch_size].to(self.device_), layer=layer)
                    for i in range(0, len(x), batch_size)]
         return torch.cat(out).cpu().numpy().astype(np.float64)
 
@@ -236,7 +291,7 @@ class JetCLR(TorchDetector):
         out = {}
         for kind in kinds:
             if kind == "norm":
-                out[kind] = np.linalg.norm(self._represent(x, projection=True), axis=1)
+                out[kind] = np.linalg.norm(self._represent(x, layer="projection"), axis=1)
             elif kind == "mahalanobis":
                 d = z - self.mean_
                 out[kind] = np.einsum("ij,jk,ik->i", d, self.precision_, d)
@@ -306,14 +361,16 @@ class AnomCLR(JetCLR):
     Arguments:
         anomaly: 'drop' (constituents dropped with `p_drop`, pT rescaled back) or 'pt_reweight' (pT^`pt_power`).
         loss_kind: 'anomclr' (other jets as negatives too) or 'anomclr_plus' (anomalous views only).
+        augment_views: as for JetCLR; default 'both' (the behaviour before JetCLR's one-view scheme was added;
+            not compared with the AnomCLR/DarkCLR code). The encoder's `pt_attention_bias` is JetCLR's (0.5).
     """
 
     name: ClassVar[str] = "anomclr"
 
     def __init__(self, anomaly: str = "drop", p_drop: float = 0.3, pt_power: float = 1.5,
                  loss_kind: str = "anomclr_plus", score_kind: str = "norm", norm_penalty: float = 1e-3,
-                 **kwargs: Any):
-        super().__init__(score_kind=score_kind, norm_penalty=norm_penalty, **kwargs)
+                 augment_views: str = "both", **kwargs: Any):
+        super().__init__(score_kind=score_kind, norm_penalty=norm_penalty, augment_views=augment_views, **kwargs)
         if anomaly not in ("drop", "pt_reweight"):
             raise ValueError(f"anomaly must be 'drop' or 'pt_reweight', got {anomaly!r}")
         if loss_kind not in ("anomclr", "anomclr_plus"):
@@ -327,9 +384,9 @@ class AnomCLR(JetCLR):
         return compose(anom, self.physical_augmentation())
 
     def _contrastive(self, batch: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-        axis, aug = jet_axis(batch), self.physical_augmentation()
-        z1 = self._project(self._augmented(batch, rng, aug), axis)
-        z2 = self._project(self._augmented(batch, rng, aug), axis)
+        axis, (aug1, aug2) = jet_axis(batch), self.view_augmentations()
+        z1 = self._project(self._augmented(batch, rng, aug1), axis)
+        z2 = self._project(self._augmented(batch, rng, aug2), axis)
         za = self._project(self._augmented(batch, rng, self.anomalous_augmentation()), axis)
         loss = anomclr_loss(z1, z2, za, self.temperature, plus=self.loss_kind == "anomclr_plus")
         loss = loss + self.norm_penalty * z1.norm(dim=1).mean()

@@ -52,6 +52,9 @@ class Estimator:
     extra_payload_keys: ClassVar[tuple[str, ...]] = ()
     #: What a user does about a model file this jetad cannot read.
     remedy: ClassVar[str] = "fit and save it again with this jetad"
+    #: Values of parameters added after model files were first written, as those files were trained with: a file
+    #: without the parameter loads with this value, not the new default (which would silently change the model).
+    params_before: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def model_format(cls) -> str:
@@ -167,7 +170,7 @@ class Estimator:
         if not issubclass(klass, cls):
             raise SchemaError(f"{path}: holds a {klass.__name__}, not a {cls.__name__}")
         try:
-            est = klass(**params)
+            est = klass(**{**klass.params_before, **params})
             est._restore(payload, path)
         except SchemaError:
             raise

@@ -100,6 +100,7 @@ class NormalizedAutoencoder(Autoencoder):
     """
 
     name: ClassVar[str] = "nae"
+    params_before: ClassVar[dict[str, Any]] = {"sampling": "x"}  # NAE files from before the on-manifold chain
     optimizer: ClassVar[str] = "adamw"
     _criterion_needs_grad: ClassVar[bool] = True
     _detach_chain: ClassVar[bool] = True
