@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,16 +17,18 @@ from jetad.evaluate.bumphunt import (
     SQRT_S_GEV,
     FitError,
     bump_hunt,
+    choose_fit_start,
     dijet_function,
     fit_background,
     local_significance,
     null_significance_check,
     sample_dijet_spectrum,
     scan_windows,
+    top_fraction,
 )
 from jetad.evaluate.plots import plot_bumphunt, plot_significance_scan
 from jetad.physics.dijet import dijet_features
-from jetad.tasks.blackbox import blackbox_labels, make_blackbox, read_key
+from jetad.tasks.blackbox import blackbox_labels, key_path, make_blackbox, read_key
 
 RANGE = (2500.0, 7000.0)
 BINS = 45
@@ -169,6 +172,98 @@ def test_plots_write_bump_and_scan_figures(with_bump, tmp_path):
     assert plot_significance_scan({1.0: result}, tmp_path / "scan.png").stat().st_size > 0
 
 
+# ------------------------------------------------------------------------------- the turn-on and the null
+
+TURN_ON = (2300.0, 200.0)  # erf midpoint and width [GeV]: a trigger turn-on peaking near 2.4 TeV
+WIDE = (1500.0, 7000.0)
+
+
+def turn_on_spectrum(n: int, seed: int) -> np.ndarray:
+    return sample_dijet_spectrum((1.0, 10.0, 5.0, 0.0), WIDE, np.random.default_rng(seed), n=n, turn_on=TURN_ON)
+
+
+@pytest.fixture(scope="module")
+def with_turn_on() -> np.ndarray:
+    return turn_on_spectrum(20_000, seed=11)
+
+
+def test_default_fit_starts_above_the_turn_on_peak_and_says_where(with_turn_on):
+    start = choose_fit_start(with_turn_on)
+    assert start.choice == "auto" and 2250 < start.peak_gev < 2600
+    assert start.start_gev == pytest.approx(1.1 * start.peak_gev)
+    assert "above the turn-on peak" in start.describe()
+    summary = bump_hunt(with_turn_on, None)[1.0].summary()
+    assert summary["fit_range_gev"][0] == pytest.approx(start.start_gev) == summary["fit_start_gev"]
+    assert summary["fit_start_choice"] == "auto" and "turn-on" in summary["fit_start"]
+    falling = sample_dijet_spectrum((1.0, 10.0, 5.0, 0.0), (2500.0, 7000.0), np.random.default_rng(1), n=5000)
+    assert choose_fit_start(falling).choice == "data"  # no turn-on: the fit starts at the lowest mass
+
+
+def test_fitting_the_turn_on_fakes_a_bump_that_the_default_range_does_not(with_turn_on):
+    from_lowest = scan_windows(with_turn_on, range=(float(with_turn_on.min()), None))
+    assert from_lowest.max_z > 5 or from_lowest.global_fit.chi2_pvalue < 1e-6  # the failure the default avoids
+    default = bump_hunt(with_turn_on, None)[1.0]
+    assert default.global_fit.chi2_pvalue > 1e-3 and default.max_z < 3.5
+
+
+def test_null_toys_with_a_turn_on_give_local_z_near_standard_normal():
+    check = null_significance_check(n_toys=50, n_events=20_000, seed=5, center=3500.0, range=WIDE, turn_on=TURN_ON)
+    assert check.n_failed == 0 and len(check.z) == 50
+    assert abs(check.mean) < 0.5, check.mean
+    assert 0.6 < check.width < 1.5, check.width
+    assert np.all(check.fit_starts > 2500) and check.rate_above_3 <= 0.06
+
+
+def test_a_window_below_the_fit_start_is_refused_with_the_reason(with_turn_on):
+    with pytest.raises(ValueError, match=r"outside the data/fit range.*turn-on peak"):
+        bump_hunt(with_turn_on, None, centers=[2500.0])
+
+
+def test_tied_scores_are_cut_at_exactly_the_fraction_at_random_and_reproducibly():
+    scores = np.repeat([0.0, 1.0, 2.0], [6000, 3000, 1000])  # heavy ties, rows sorted by score
+    keep, threshold = top_fraction(scores, 0.2, seed=3)
+    assert len(keep) == 2000 and threshold == 1.0
+    tied = keep[scores[keep] == 1.0]
+    assert len(tied) == 1000 and 6000 + 800 < tied.mean() < 6000 + 2200  # spread over the tied rows, not the first
+    np.testing.assert_array_equal(keep, top_fraction(scores, 0.2, seed=3)[0])
+    assert not np.array_equal(keep, top_fraction(scores, 0.2, seed=4)[0])
+
+
+def test_bump_hunt_keeps_the_fraction_of_tied_scores_without_following_row_order(with_turn_on):
+    mjj = np.sort(with_turn_on)  # rows in mjj order: a file-order tie-break would keep only the lowest masses
+    hunt = bump_hunt(mjj, np.zeros(len(mjj)), efficiencies=(1.0, 0.2))
+    inside = hunt[1.0].n_events
+    assert hunt[0.2].n_events == pytest.approx(0.2 * inside, rel=0.1)
+
+
+def test_global_p_at_the_toy_floor_is_reported_as_a_bound(with_bump):
+    mjj, _, _ = with_bump
+    res = scan_windows(mjj, centers=[3000.0, 3500.0, 4500.0], bins=BINS, range=RANGE, n_toys=3, seed=1)
+    assert res.global_p == pytest.approx(1 / 4) and res.global_p_is_bound
+    assert res.global_p_text() == "< 0.25"
+    summary = res.summary()
+    assert summary["global_p_is_bound"] is True and summary["global_p_text"] == "< 0.25"
+    quiet = scan_windows(mjj, centers=[5000.0, 6000.0], bins=BINS, range=RANGE, n_toys=5, seed=1)
+    assert not quiet.global_p_is_bound or quiet.n_toys_above == 0
+
+
+def test_too_small_selections_and_windows_are_skipped_with_reasons_not_aborted(with_turn_on):
+    rng = np.random.default_rng(0)
+    hunt = bump_hunt(with_turn_on, rng.random(len(with_turn_on)), efficiencies=(1.0, 0.1, 0.001))
+    assert list(hunt) == [1.0, 0.1] and "fewer than 50" in hunt.skipped[0.001]
+    assert hunt.summary()["0.001"]["skipped"] == hunt.skipped[0.001]
+    assert [r[2] for r in hunt.table_rows()][-1] == "not searched"
+    mjj = sample_dijet_spectrum(dijet_params(3000), RANGE, rng, n=3000)
+    side = [int(((mjj < 0.95 * c) | (mjj >= 1.05 * c)).sum()) for c in (3000.0, 6000.0)]  # more at 6 TeV
+    res = scan_windows(mjj, centers=[3000.0, 6000.0], bins=BINS, range=RANGE, min_sideband_events=sum(side) // 2)
+    assert list(res.centers) == [6000.0] and res.skipped[0][0] == 3000.0 and "sidebands" in res.skipped[0][1]
+
+
+def test_black_box_key_path_is_the_box_name_with_key_json():
+    assert key_path("dir/box_raw.h5") == Path("dir/box_raw.key.json")
+    assert key_path("dir/box_raw.h5", "k.json") == Path("k.json")
+
+
 # --------------------------------------------------------------------------------------- black box
 
 
@@ -290,3 +385,69 @@ def test_cli_bumphunt_on_a_score_file_with_an_injected_bump(tmp_path):
     assert (tmp_path / "bh" / "bumphunt.json").exists() and (tmp_path / "bh" / "significance_scan.png").exists()
     summary = json.loads((tmp_path / "bh" / "bumphunt.json").read_text())
     assert 3200 < summary["0.3"]["best_center_gev"] < 3800 and summary["0.3"]["local_z"] > 3
+
+
+# ------------------------------------------------------------------- every CLI option takes effect on its own
+
+
+@pytest.fixture(scope="module")
+def turn_on_scores(tmp_path_factory):
+    from jetad.data.scores import ScoreTable, write_scores
+
+    mjj = turn_on_spectrum(8000, seed=21)
+    table = ScoreTable(score=np.random.default_rng(2).random(len(mjj)), label=np.zeros(len(mjj), int),
+                       weight=np.ones(len(mjj), np.float32), source=np.zeros(len(mjj), np.int16), sources=["box"],
+                       observers={"mjj": mjj.astype(np.float32)}, attrs={"detector": "toy"})
+    return write_scores(tmp_path_factory.mktemp("bh") / "s.h5", table)
+
+
+def run_bumphunt(path, tmp_path, *options):
+    from typer.testing import CliRunner
+
+    from jetad.cli import app
+
+    out = tmp_path / "bh"
+    res = CliRunner().invoke(app, ["bumphunt", str(path), *options, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    return json.loads((out / "bumphunt.json").read_text()), " ".join(res.stdout.split())
+
+
+@pytest.mark.parametrize(("options", "check"), [
+    ((), lambda s: list(s) == ["1", "0.1", "0.01"] and s["1"]["fit_start_choice"] == "auto"),
+    (("--cut", "0.5"), lambda s: list(s) == ["0.5"]),
+    (("--cut", "1", "--width", "0.2"), lambda s: s["1"]["best_window_gev"][1] / s["1"]["best_window_gev"][0]
+     == pytest.approx(1.1 / 0.9)),
+    (("--cut", "1", "--bins", "23"), lambda s: s["1"]["fit"] and s["1"]["global_fit_chi2_ndf"] > 0
+     and s["1"]["fit_status"]),
+    (("--cut", "1", "--mjj-min", "3000"), lambda s: s["1"]["fit_range_gev"][0] == pytest.approx(3000)
+     and s["1"]["fit_start_choice"] == "user"),
+    (("--cut", "1", "--mjj-max", "5000"), lambda s: s["1"]["fit_range_gev"][1] == pytest.approx(5000)
+     and s["1"]["fit_start_choice"] == "auto"),
+    (("--cut", "1", "--fit-start-margin", "0.2"), lambda s: s["1"]["fit_start_margin"] == pytest.approx(0.2)
+     and s["1"]["fit_range_gev"][0] == pytest.approx(1.2 * s["1"]["turn_on_peak_gev"])),
+    (("--cut", "1", "--toys", "2", "--seed", "5"), lambda s: s["1"]["n_toys"] + s["1"]["n_toys_failed"] == 2
+     and s["1"]["seed"] == 5),
+])
+def test_each_bumphunt_option_takes_effect_on_its_own(turn_on_scores, tmp_path, options, check):
+    summary, _ = run_bumphunt(turn_on_scores, tmp_path, *options)
+    assert check(summary), summary
+
+
+def test_bumphunt_bins_option_sets_the_binning(turn_on_scores, tmp_path):
+    a, _ = run_bumphunt(turn_on_scores, tmp_path / "a", "--cut", "1", "--bins", "23")
+    b, _ = run_bumphunt(turn_on_scores, tmp_path / "b", "--cut", "1")
+    assert a["1"]["fit_range_gev"] == b["1"]["fit_range_gev"]
+    assert len(a["1"]["windows"]) < len(b["1"]["windows"])  # 3 sideband bins of the coarser binning cost windows
+
+
+def test_bumphunt_prints_the_fit_start_and_a_bound_global_p(tmp_path):
+    from jetad.data.scores import ScoreTable, write_scores
+
+    rng = np.random.default_rng(3)
+    mjj = np.concatenate([turn_on_spectrum(8000, seed=4), rng.normal(3800.0, 100.0, 400)])
+    table = ScoreTable(score=np.zeros(len(mjj)), label=np.zeros(len(mjj), int), weight=np.ones(len(mjj), np.float32),
+                       source=np.zeros(len(mjj), np.int16), sources=["box"], observers={"mjj": mjj.astype(np.float32)},
+                       attrs={"detector": "toy"})
+    summary, printed = run_bumphunt(write_scores(tmp_path / "s.h5", table), tmp_path, "--cut", "1", "--toys", "3")
+    assert "above the turn-on peak" in printed and "< 0.25" in printed
+    assert summary["1"]["global_p_is_bound"] is True

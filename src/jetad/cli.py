@@ -14,12 +14,11 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -37,7 +36,7 @@ class Commands(TyperGroup):
     a missing, unreadable, malformed or unwritable file, a name that no registry or file has, a failed step.
     """
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click's Context (typer vendors click privately)
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort):
@@ -83,12 +82,20 @@ console = Console()
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
-    """A rich progress bar; yields a callback(done, total) for the library."""
+    """A rich progress bar; yields the library's progress callback (done, total, logs)."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda done, tot=total: bar.update(task, completed=done, total=tot)
+        yield lambda done, tot=total, logs=None: bar.update(task, completed=done, total=tot)
+
+
+def rich_table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A rich table of preformatted cells."""
+    tab = Table(*header, title=title)
+    for row in rows:
+        tab.add_row(*row)
+    return tab
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -245,6 +252,45 @@ def _n_sig(value: str) -> str | int:
     return int(value)
 
 
+def _process_options(process: str, **given: float | None) -> dict[str, float]:
+    """The `generate` options that belong to `process` (SVJ dark sector, LHCO signal masses), checked."""
+    names = {"svj": ("m_med", "r_inv", "m_dark", "lambda_dark"), "lhco-sig": ("m_wprime", "m_x", "m_y")}
+    options = {k: v for k, v in given.items() if k in names.get(process, ()) and v is not None}
+    if process == "lhco-sig" and options["m_x"] + options["m_y"] >= options["m_wprime"]:
+        raise typer.BadParameter(f"X + Y = {options['m_x'] + options['m_y']:g} GeV must be below the W' mass "
+                                 f"{options['m_wprime']:g} GeV", param_hint="'--m-x'/'--m-y'/'--m-wprime'")
+    return options
+
+
+def int_list(option: str, minimum: int) -> Callable[..., Any]:
+    """Option callback: a comma-separated list of integers >= `minimum` ('1,2,3') -> a list; else exit 2."""
+
+    def parse(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> list[int] | None:
+        if value is None:
+            return None
+        try:
+            numbers = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=f"'{option}'") \
+                from None
+        if not numbers or min(numbers) < minimum:
+            raise typer.BadParameter(f"expected integers >= {minimum}, got {value!r}", param_hint=f"'{option}'")
+        return numbers
+
+    return parse
+
+
+def _auc_cell(auc: Any, err: Any) -> str:
+    """An AUC with its statistical error; never an AUC alone."""
+    if not isinstance(auc, float) or math.isnan(auc):
+        return ""
+    return f"{auc:.3f} ± {err:.3f}" if isinstance(err, float) and math.isfinite(err) else f"{auc:.3f} ± ?"
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) and math.isfinite(value) else ""
+
+
 def _database(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     if value is not None and not ctx.resilient_parsing and "://" not in value.removeprefix("sqlite:///"):
         check_writable(Path(value.removeprefix("sqlite:///")), "--db")
@@ -296,16 +342,8 @@ def generate(
     check_writable(out, "--out", "file" if n <= shard_size else "dir")
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
-    options: dict = {}
-    if process == "svj":
-        options = {"m_med": m_med, "r_inv": r_inv, "m_dark": m_dark}
-        if lambda_dark is not None:
-            options["lambda_dark"] = lambda_dark
-    elif process == "lhco-sig":
-        options = {"m_wprime": m_wprime, "m_x": m_x, "m_y": m_y}
-        if m_x + m_y >= m_wprime:
-            raise typer.BadParameter(f"X + Y = {m_x + m_y:g} GeV must be below the W' mass {m_wprime:g} GeV",
-                                     param_hint="'--m-x'/'--m-y'/'--m-wprime'")
+    options = _process_options(process, m_med=m_med, r_inv=r_inv, m_dark=m_dark, lambda_dark=lambda_dark,
+                               m_wprime=m_wprime, m_x=m_x, m_y=m_y)
     try:  # the settings are checked where they are made (GenerationConfig); a bad combination is a usage error
         cfg = default_config(process, jet_r=jet_r, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, mpi=mpi,
                              detector=detector, n_constituents=n_constituents, match=match, options=options)
@@ -367,6 +405,10 @@ def inspect(
     for s in summaries:
         console.rule(f"[bold]{s.path}")
         console.print(f"{s.n_jets} rows in {s.n_shards} file(s), P = {s.n_constituents}, labels {s.labels}")
+        for jet, t in s.truncation.items():
+            bound = "" if t.exact else " (at most: jets with exactly P; counts before truncation not recorded)"
+            console.print(f"  {'truncated ' + jet:>20}: {t.fraction:.1%} of {t.n_jets} jets have more than "
+                          f"P = {s.n_constituents}{bound}")
         keys = ("process", "generator", "generator_version", "seed", "jet_algorithm", "jet_r", "jet_pt_min",
                 "jet_pt_max", "mpi", "detector", "process_options", "format", "source", "jetad_version",
                 "created_at", "selection_efficiency")
@@ -396,7 +438,7 @@ def search(
 ) -> None:
     """Weakly supervised resonant search on the data itself; writes per-event scores with mjj for the bump hunt."""
     from jetad.data import read_sample
-    from jetad.data.scores import ScoreTable, observers_of, write_scores
+    from jetad.data.scores import ScoreTable, write_scores
 
     if not sr_low < sr_high:
         raise typer.BadParameter(f"empty signal region [{sr_low:g}, {sr_high:g}] GeV", param_hint="'--sr-low'")
@@ -406,10 +448,8 @@ def search(
     sample = read_sample(data, constituents=False)
     with console.status(f"{method}: fitting on {len(sample)} events"):
         scores = found.fit_score(sample)
-    table = ScoreTable(score=scores, label=sample.label, weight=sample.weight,
-                       source=np.zeros(len(sample), np.int16), sources=[str(data)], observers=observers_of(sample),
-                       attrs={"detector": method, "params": found.get_params()})
-    write_scores(out, table)
+    write_scores(out, ScoreTable.from_samples([scores], [sample], [str(data)],
+                                              attrs={"detector": method, "params": found.get_params()}))
     if save is not None:
         found.save(save)
         console.print(f"fitted search saved -> [bold]{save}[/bold] (score other files with 'jetad score {save} ...')")
@@ -427,35 +467,28 @@ def bumphunt(
                                 help="Signal-window width as a fraction of its centre, in (0, 1)."),
     bins: int = typer.Option(40, "--bins", min=1, help="mjj bins of the background fit."),
     mjj_min: float | None = typer.Option(None, "--mjj-min", callback=positive,
-                                         help="Fit range low edge [GeV] (default: data)."),
+                                         help="Fit range low edge [GeV] (default: above the turn-on peak)."),
     mjj_max: float | None = typer.Option(None, "--mjj-max", callback=positive,
                                          help="Fit range high edge [GeV] (default: data)."),
+    margin: float = typer.Option(0.1, "--fit-start-margin", min=0.0, max=0.9,
+                                 help="Default fit start: this fraction above the mjj spectrum's peak."),
     toys: int = typer.Option(0, "--toys", min=0, help="Background-only toys for the look-elsewhere effect."),
-    seed: int = typer.Option(0, "--seed", min=0),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the toys and of the tie-break of equal scores."),
     out: Path = typer.Option(Path("bumphunt"), "-o", "--out", callback=writable("dir"),
                              help="Directory for bumphunt.json and plots."),
 ) -> None:
     """Fit mjj with the dijet function after score cuts, scan windows, report local/global significance."""
-    from jetad.data import SchemaError
-    from jetad.data.scores import read_scores
-    from jetad.evaluate.bumphunt import bump_hunt
-    from jetad.evaluate.report_files import write_bumphunt
+    from jetad.evaluate.bumphunt import TABLE_COLUMNS, bump_hunt_scores
 
     if mjj_min is not None and mjj_max is not None and not mjj_min < mjj_max:
         raise typer.BadParameter(f"empty fit range [{mjj_min:g}, {mjj_max:g}] GeV", param_hint="'--mjj-min'")
-    table = read_scores(scores)
-    if "mjj" not in table.observers:
-        raise SchemaError(f"{scores}: no mjj observer; score dijet files (lhco-bkg / lhco-sig / converted LHCO boxes)")
-    results = bump_hunt(table.observers["mjj"], table.score, efficiencies=tuple(eps), weights=table.weight,
-                        width_fraction=width, bins=bins, range=(mjj_min, mjj_max), n_toys=toys, seed=seed)
-    write_bumphunt(results, out, caption=f"{scores.name}: {table.attrs.get('detector', '?')}, {len(table.score)} "
-                                         f"events, seed {seed}")
-    tab = Table("eps_B cut", "best window [GeV]", "local Z", "signal yield", "global p", title="bump hunt")
-    for e, r in results.items():
-        sm = r.summary()
-        window = f"{sm['best_window_gev'][0]:.0f}-{sm['best_window_gev'][1]:.0f}"
-        tab.add_row(f"{e:g}", window, f"{r.max_z:.2f}", f"{sm['signal_yield']:.0f} ± {sm['signal_yield_err']:.0f}",
-                    f"{sm['global_p']:.3g}" if sm["n_toys"] else "-")
+    hunt = bump_hunt_scores(scores, efficiencies=tuple(eps), width_fraction=width, bins=bins,
+                            range=(mjj_min, mjj_max), fit_start_margin=margin, n_toys=toys, seed=seed)
+    hunt.write(out)
+    console.print(hunt.fit_start.describe())
+    tab = Table(*TABLE_COLUMNS, title="bump hunt")
+    for row in hunt.table_rows():
+        tab.add_row(*row)
     console.print(tab)
     console.print(f"plots and bumphunt.json in [bold]{out}/[/bold]")
 
@@ -493,27 +526,20 @@ def export(
     """Export a neural detector to ONNX; with --sample, check the scores and report latency and throughput."""
     from jetad.data import read_sample
     from jetad.detectors import Detector
-    from jetad.detectors.export import export_onnx, onnx_inputs, onnx_latency
+    from jetad.detectors.export import export_onnx, onnx_inputs, onnx_latency, onnx_metadata
 
     check_not_input(onnx, [model, *([sample] if sample else [])], "--onnx")
     det = Detector.load(model)
-    path = export_onnx(det, onnx)
+    jets = read_sample(sample, stop=2048) if sample is not None else None
+    path = export_onnx(det, onnx, check_sample=jets)
     console.print(f"ONNX model: [bold]{path}[/bold] ({det.n_parameters()} parameters)")
-    if sample is not None:
-        import onnxruntime as ort
-
-        jets = read_sample(sample, stop=2048)
-        x = onnx_inputs(det, jets)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        ort_scores = session.run(None, {session.get_inputs()[0].name: x})[0]
-        diff = float(np.max(np.abs(ort_scores - det.score(jets)) / (np.abs(det.score(jets)) + 1e-6)))
-        timing = onnx_latency(path, x, det=det)
-        tab = Table("engine", "batch", "latency [ms/jet]", "throughput [jets/s]",
-                    title=f"{det.name}: max relative difference ONNX vs PyTorch {diff:.1e}")
-        for engine, rows in timing.items():
-            for b, r in rows.items():
-                tab.add_row(engine, str(b), f"{r['latency_ms_per_jet']:.4f}", f"{r['throughput_jets_per_s']:.0f}")
-        console.print(tab)
+    if jets is not None:
+        diff = float(onnx_metadata(path)["check_max_rel_diff"])
+        timing = onnx_latency(path, onnx_inputs(det, jets), det=det)
+        rows = [(engine, str(b), f"{r['latency_ms_per_jet']:.4f}", f"{r['throughput_jets_per_s']:.0f}")
+                for engine, by_batch in timing.items() for b, r in by_batch.items()]
+        console.print(rich_table(f"{det.name}: max relative difference ONNX vs PyTorch {diff:.1e}",
+                            ("engine", "batch", "latency [ms/jet]", "throughput [jets/s]"), rows))
 
 
 @app.command()
@@ -522,16 +548,25 @@ def benchmark(
     methods: str = typer.Option("ae,vae,flow,emd,nae,wnae", "--methods", help="Comma-separated detector names."),
     size: str = typer.Option("small", "--size", help="small | full"),
     workdir: Path = typer.Option(Path("bench-out/benchmark"), "--workdir", callback=writable("dir"),
-                                 help="Samples, results, report."),
+                                 help="Results, leaderboard, report."),
     db: str | None = typer.Option(None, "--db", callback=_database,
                                   help="SQLite file or sqlite:///URL (default WORKDIR/results.sqlite)."),
-    seed: int = typer.Option(0, "--seed", min=0),
+    seed: int = typer.Option(0, "--seed", min=0, help="Training seed (one cell per task and method)."),
+    seeds: str | None = typer.Option(None, "--seeds", callback=int_list("--seeds", 0),
+                                     help="Comma-separated training seeds, an axis of the run (overrides --seed)."),
+    n_train: str | None = typer.Option(None, "--n-train", callback=int_list("--n-train", 1),
+                                       help="Comma-separated background training sizes, an axis (default: the "
+                                            "task's size)."),
+    n_test: int | None = typer.Option(None, "--n-test", min=1, help="Test jets per sample (default: the size's)."),
+    cache: Path | None = typer.Option(None, "--cache", callback=writable("dir"),
+                                      help="Sample cache folder (default $JETAD_CACHE or ~/.cache/jetad)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Dask worker processes for sample generation."),
     report_html: bool = typer.Option(True, "--report/--no-report", help="Write WORKDIR/report.html at the end."),
 ) -> None:
-    """Every detector on every named task: a leaderboard (CSV, markdown, SQLite), resumable cell by cell."""
+    """Detectors x named tasks x training sizes x seeds: leaderboards (markdown, CSV, SQLite), resumable."""
     from jetad.evaluate.report import write_report
     from jetad.tasks.benchmark import run_benchmark
+    from jetad.tasks.leaderboard import cell_flags
     from jetad.tasks.registry import SIZES, TASKS
 
     check_choice(size, SIZES, "--size")
@@ -540,17 +575,19 @@ def benchmark(
     if not names or not method_names:
         raise typer.BadParameter("give at least one task and one method", param_hint="'--tasks'/'--methods'")
     rows = run_benchmark(names, method_names, size=size, workdir=workdir, db=db, seed=seed, workers=workers,
-                         progress=lambda msg: console.print(f"[cyan]>>[/cyan] {msg}"))
-    tab = Table("task", "method", "signal", "status", "AUC", "max SIC", "1/eps_B@0.3", "jets/s", title="benchmark")
-    for r in rows:
-        auc_v = r.get("auc")
-        tab.add_row(str(r.get("task")), str(r.get("method")), str(r.get("signal") or ""), str(r.get("status")),
-                    f"{auc_v:.3f}" if isinstance(auc_v, float) else "", f"{r.get('max_sic') or 0:.2f}",
-                    f"{r.get('rejection_eps_s_0_3') or 0:.1f}", f"{r.get('infer_jets_per_s') or 0:.0f}")
-    console.print(tab)
+                         seeds=cast(list[int] | None, seeds), n_train=cast(list[int] | None, n_train), n_test=n_test,
+                         cache=cache,
+                         step=lambda msg: console.print(f"[cyan]>>[/cyan] {msg}"))
+    console.print(rich_table("benchmark", ("task", "method", "signal", "n_train", "seed", "status", "AUC ± stat",
+                                           "dCor(mass)", "flags"),
+                             [(str(r.get("task")), str(r.get("method")), str(r.get("signal") or ""),
+                               str(r.get("n_train")), str(r.get("seed")), str(r.get("status")),
+                               _auc_cell(r.get("auc"), r.get("auc_stat_err")), _number(r.get("dcor_mass")),
+                               "; ".join(cell_flags(str(r.get("method")), r.get("n_train"), r.get("auc"),
+                                                    r.get("auc_stat_err")))) for r in rows]))
     if report_html:
         console.print(f"report: [bold]{write_report(workdir, title=f'jetad benchmark ({size})')}[/bold]")
-    console.print(f"results: {workdir}/results.md, results.csv, {db or workdir / 'results.sqlite'}")
+    console.print(f"results: {workdir}/leaderboard.md, results.md, results.csv, {db or workdir / 'results.sqlite'}")
 
 
 @app.command()
@@ -579,12 +616,14 @@ def demo(
     out: Path = typer.Option(Path("demo"), "-o", "--out", callback=writable("dir"), help="Output directory."),
     n: int = typer.Option(400, "-n", min=10, help="Jets per sample, >= 10 (QCD gets twice: train + test)."),
     seed: int = typer.Option(1, "--seed", min=0),
+    cache: Path | None = typer.Option(None, "--cache", callback=writable("dir"),
+                                      help="Sample cache folder (default $JETAD_CACHE or ~/.cache/jetad)."),
 ) -> None:
     """The main job on a small default: generate QCD/top/W-Z, train detectors on QCD, evaluate top vs QCD."""
     from jetad.tasks.demo import run_demo
 
     t0 = time.perf_counter()
-    result = run_demo(out, n=n, seed=seed, step=lambda msg: console.print(f"[cyan]>>[/cyan] {msg}"))
+    result = run_demo(out, n=n, seed=seed, cache=cache, step=lambda msg: console.print(f"[cyan]>>[/cyan] {msg}"))
     tab = Table("detector", "AUC", "max SIC", "1/eps_B @ eps_S=0.3", "JSD @ eps_B=0.1",
                 title=f"top vs QCD, trained on {n} QCD jets")
     for name, m in result.metrics.items():
@@ -619,7 +658,7 @@ def train(
     det = build_estimator(method, REGISTRY, "detector", lambda: make_detector(method, **params))
     with progress_bar(f"train {method}", getattr(det, "epochs", 1)) as cb:
         done = train_detector(det, train_files, out, val_file=val_file, n_max=n_max,
-                              progress=lambda e, tot, logs: cb(e, tot))
+                              progress=cb)
     history = done.history
     console.print(f"trained {method} on {done.n_train} jets in {done.seconds:.1f} s "
                   f"({det.n_parameters()} parameters); {history.get('stopped', '')}")
@@ -670,6 +709,48 @@ def evaluate(
         tab.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     console.print(tab)
     console.print(f"metrics and plots in [bold]{out}/[/bold]")
+
+
+cache_app = typer.Typer(cls=Commands, help="The sample cache: generated samples addressed by their content.",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("path")
+def cache_path(cache: Path | None = typer.Option(None, "--cache", help="Cache folder (default $JETAD_CACHE).")) -> None:
+    """Print the cache folder."""
+    from jetad.generate.cache import cache_dir
+
+    typer.echo(str(cache_dir(cache)))
+
+
+@cache_app.command("list")
+def cache_list(cache: Path | None = typer.Option(None, "--cache", help="Cache folder (default $JETAD_CACHE).")) -> None:
+    """List the cached samples: process, rows, seed, settings, size on disk, complete or not."""
+    from jetad.generate.cache import cache_dir, list_cache
+
+    entries = list_cache(cache)
+    console.print(rich_table(f"sample cache {cache_dir(cache)}", ("process", "rows", "seed", "settings", "MiB",
+                                                                   "state", "last used", "key"),
+                             [(e.process, f"{e.n_jets}" + ("" if e.complete else f" of {e.n_planned}"), str(e.seed),
+                               e.settings, f"{e.size_bytes / 2**20:.1f}",
+                               ("complete" if e.complete else "unfinished") + ("" if e.current else ", outdated"),
+                               e.last_used.strftime("%Y-%m-%d %H:%M"), e.key[:12]) for e in entries]))
+    console.print(f"{len(entries)} entries, {sum(e.size_bytes for e in entries) / 2**20:.1f} MiB")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    cache: Path | None = typer.Option(None, "--cache", help="Cache folder (default $JETAD_CACHE)."),
+    older_than: float | None = typer.Option(None, "--older-than", min=0, help="Only entries unused for DAYS."),
+    process: str | None = typer.Option(None, "--process", help="Only entries of this process."),
+    incomplete: bool = typer.Option(False, "--incomplete", help="Only unfinished entries."),
+) -> None:
+    """Remove cached samples (all, or those selected by the options); an entry being produced is kept."""
+    from jetad.generate.cache import clear_cache
+
+    removed = clear_cache(cache, older_than=older_than, process=process, incomplete=incomplete)
+    console.print(f"removed {len(removed)} entries ({sum(e.size_bytes for e in removed) / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":

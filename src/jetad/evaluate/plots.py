@@ -332,7 +332,8 @@ def plot_bumphunt(result: BumpHuntResult, out: str | Path, window: int | None = 
                                        f"{result.sigma_exp[i]:.1f}, Z = {result.z[i]:.2f}"
                                        f"\n$\\epsilon$ = {result.efficiency:g}"
                                        + ("" if result.global_p is None else
-                                          f", global p = {result.global_p:.3g} ({len(result.toy_max_z)} toys)")),
+                                          f", global p {'' if result.global_p_is_bound else '= '}"
+                                          f"{result.global_p_text()} ({len(result.toy_max_z)} toys)")),
                    title_fontsize=12)
         pull = (counts - expected) / np.sqrt(np.maximum(expected, 1e-9))
         bottom.bar(centres, pull, width=widths, color=np.where(fit.fitted_bins, "tab:gray", "gold"),
@@ -354,7 +355,7 @@ def plot_significance_scan(
         for eps, res in results.items():
             label = f"$\\epsilon$ = {eps:g}: max Z = {res.max_z:.2f}"
             if res.global_p is not None:
-                label += f", global Z = {res.global_z:.2f}"
+                label += f", global Z {'>' if res.global_p_is_bound else '='} {res.global_z:.2f}"
             ax.plot(res.centers, res.z, "o-", ms=4, label=label)
         for level in (3, 5):
             ax.axhline(level, color="gray", ls=":", lw=1)

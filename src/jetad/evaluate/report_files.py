@@ -80,7 +80,8 @@ def evaluate_score_table(
 def write_bumphunt(results: Mapping[float, Any], out: str | Path, caption: str = "") -> Path:
     """The plots of a `bump_hunt` result per efficiency and its significance scan, then out/bumphunt.json.
 
-    bumphunt.json is written last and atomically, so it only exists for a complete output; returns its path.
+    The JSON has one entry per efficiency (a `BumpHunt` also lists the skipped ones, with why); it is written
+    last and atomically, so it only exists for a complete output; returns its path.
     """
     from jetad.evaluate.plots import plot_bumphunt, plot_significance_scan
 
@@ -88,8 +89,10 @@ def write_bumphunt(results: Mapping[float, Any], out: str | Path, caption: str =
     out.mkdir(parents=True, exist_ok=True)
     for eps, result in results.items():
         plot_bumphunt(result, out / f"bumphunt_eps{eps:g}.png", caption=caption)
-    plot_significance_scan(results, out / "significance_scan.png", caption=caption)
+    if len(results):
+        plot_significance_scan(results, out / "significance_scan.png", caption=caption)
+    summary = results.summary() if hasattr(results, "summary") else {f"{e:g}": r.summary() for e, r in results.items()}
     tmp = out / "bumphunt.json.tmp"
-    tmp.write_text(json.dumps({f"{e:g}": r.summary() for e, r in results.items()}, indent=1, default=str))
+    tmp.write_text(json.dumps(json_safe(summary), indent=1, default=str))
     os.replace(tmp, out / "bumphunt.json")
     return out / "bumphunt.json"

@@ -21,7 +21,7 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def make_blackbox(
     bkg_path: str | Path,
     sig_path: str | Path | None,
     n_bkg: int,
-    n_sig: int | Literal["secret"],
+    n_sig: int | str,
     out: str | Path,
     key_out: str | Path | None = None,
     seed: int = 0,
@@ -120,7 +120,7 @@ def make_blackbox(
         n_bkg: background events drawn (without replacement, seeded) from `bkg_path`. With ``n_sig="secret"``
             this is the total size of the box, so the row count does not give the signal away.
         n_sig: signal events (0: a background-only box), or "secret": drawn uniformly from `secret_range`
-            with the seed and written only to the key file.
+            with the seed and written only to the key file (any other string is a ValueError).
         out: the box (``.h5``); key_out: the key (JSON; default ``out`` with suffix ``.key.json``).
         seed: seeds the row choice, the secret n_sig and the shuffle; the same seed gives the same box.
         max_particles: particles per event in the box (700 in the LHCO files).
@@ -154,10 +154,12 @@ def make_blackbox(
 
     sources: dict[str, dict[str, Any]] = {}
     blocks, is_signal, source_rows = [], [], []
-    for name, path, count in (("background", bkg_path, n_bkg_int), ("signal", sig_path, n_sig_int)):
-        if count == 0:
+    inputs: list[tuple[str, str | Path | None, int]] = [("background", bkg_path, n_bkg_int),
+                                                        ("signal", sig_path, n_sig_int)]
+    for name, src, count in inputs:
+        if count == 0 or src is None:
             continue
-        path = Path(path)
+        path = Path(src)
         info = sample_info(path)
         if count > info.n_jets:
             raise ValueError(f"{path}: {count} {name} events requested but the file has {info.n_jets}")

@@ -13,7 +13,10 @@ Significance: the signed likelihood-ratio (Asimov-form) Z of a Poisson count n o
 the null Z is too wide (measured here: width 1.25 instead of 1 at 20k events). The look-elsewhere effect is
 handled with toys (background-only pseudo-data from the full-range fit, the whole scan re-run, the maximum Z
 taken), and additionally extrapolated with Gross-Vitells (1005.1891) from the mean number of upcrossings of
-the toys' Z^2 at Z = 1. All masses are in GeV; sqrt(s) = 13 TeV.
+the toys' Z^2 at Z = 1; with no toy above the observation the p-value is reported as a bound.
+
+The fit starts above the trigger turn-on, by default 10% above the peak of the mjj spectrum (`fit_start`);
+scores are cut with ties broken at random (`hunt.top_fraction`). All masses are in GeV; sqrt(s) = 13 TeV.
 """
 
 from jetad.evaluate.bumphunt.fit import (
@@ -24,16 +27,24 @@ from jetad.evaluate.bumphunt.fit import (
     fit_background,
     local_significance,
 )
-from jetad.evaluate.bumphunt.look_elsewhere import NullCheck, bump_hunt, null_significance_check, scan_windows
+from jetad.evaluate.bumphunt.fit_start import FIT_START_MARGIN, FitStart, choose_fit_start, spectrum_peak
+from jetad.evaluate.bumphunt.hunt import TABLE_COLUMNS, BumpHunt, bump_hunt, bump_hunt_scores, top_fraction
+from jetad.evaluate.bumphunt.look_elsewhere import NullCheck, null_significance_check, scan_windows
 from jetad.evaluate.bumphunt.scan import BumpHuntResult, default_centers, sample_dijet_spectrum
 
 __all__ = [
+    "FIT_START_MARGIN",
     "SQRT_S_GEV",
+    "TABLE_COLUMNS",
     "BackgroundFit",
+    "BumpHunt",
     "BumpHuntResult",
     "FitError",
+    "FitStart",
     "NullCheck",
     "bump_hunt",
+    "bump_hunt_scores",
+    "choose_fit_start",
     "default_centers",
     "dijet_function",
     "fit_background",
@@ -41,4 +52,6 @@ __all__ = [
     "null_significance_check",
     "sample_dijet_spectrum",
     "scan_windows",
+    "spectrum_peak",
+    "top_fraction",
 ]
