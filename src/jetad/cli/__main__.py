@@ -1,0 +1,5 @@
+"""`python -m jetad.cli`."""
+
+from jetad.cli import app
+
+app()
