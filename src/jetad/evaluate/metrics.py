@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.special import rel_entr
 
+from jetad.evaluate.arrays import check_scores, check_weights
+from jetad.evaluate.distance_correlation import distance_correlation
+
 __all__ = [
     "auc",
     "auc_grid",
@@ -30,29 +33,6 @@ __all__ = [
 #: Default statistical floor of SIC curves: at least this many (effective) background events must pass,
 #: i.e. a relative Poisson uncertainty on eps_b of at most 1/sqrt(25) = 20% (10% on the SIC).
 MIN_BKG_EVENTS = 25.0
-
-
-def _scores(x: np.ndarray, name: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64).ravel()
-    if x.size == 0:
-        raise ValueError(f"{name}: empty array; need at least one event")
-    if not np.all(np.isfinite(x)):
-        bad = np.count_nonzero(~np.isfinite(x))
-        raise ValueError(f"{name}: {bad} NaN/inf values; drop or fix those events first")
-    return x
-
-
-def _weights(w: np.ndarray | None, n: int, name: str) -> np.ndarray:
-    if w is None:
-        return np.ones(n)
-    w = np.asarray(w, dtype=np.float64).ravel()
-    if w.shape != (n,):
-        raise ValueError(f"{name}: shape {w.shape} does not match the {n} scores")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"{name}: weights must be finite and non-negative")
-    if w.sum() <= 0:
-        raise ValueError(f"{name}: total weight is zero")
-    return w
 
 
 def _n_effective(w: np.ndarray) -> float:
@@ -86,10 +66,10 @@ def roc_curve(
     Returns:
         (eps_s, eps_b, thresholds), each of length (number of distinct scores + 1).
     """
-    s = _scores(scores_sig, "scores_sig")
-    b = _scores(scores_bkg, "scores_bkg")
-    ws = _weights(w_sig, s.size, "w_sig")
-    wb = _weights(w_bkg, b.size, "w_bkg")
+    s = check_scores(scores_sig, "scores_sig")
+    b = check_scores(scores_bkg, "scores_bkg")
+    ws = check_weights(w_sig, s.size, "w_sig")
+    wb = check_weights(w_bkg, b.size, "w_bkg")
     allscores = np.concatenate([s, b])
     order = np.argsort(-allscores, kind="stable")
     srt = allscores[order]
@@ -136,7 +116,7 @@ def sic_curve(
         (eps_s, sic) at the surviving ROC points, eps_s non-decreasing.
     """
     eps_s, eps_b, _ = roc_curve(scores_sig, scores_bkg, w_sig, w_bkg)
-    wb = _weights(w_bkg, np.size(scores_bkg), "w_bkg")
+    wb = check_weights(w_bkg, np.size(scores_bkg), "w_bkg")
     floor = min(1.0, max(float(min_eps_b), float(min_bkg_events) / _n_effective(wb)))
     keep = (eps_b >= floor) & (eps_b > 0)
     return eps_s[keep], eps_s[keep] / np.sqrt(eps_b[keep])
@@ -186,8 +166,8 @@ def threshold_at_bkg_efficiency(
     eps_b >= 1 gives -inf (keep everything); eps_b below the smallest achievable fraction gives the largest
     score (keep nothing). A scalar eps_b gives a float, a sequence an array.
     """
-    b = _scores(scores_bkg, "scores_bkg")
-    wb = _weights(w, b.size, "w")
+    b = check_scores(scores_bkg, "scores_bkg")
+    wb = check_weights(w, b.size, "w")
     values, survival = _efficiency_steps(b, wb)
     target = np.asarray(eps_b, dtype=np.float64)
     # survival is non-increasing: the first value whose survival is <= eps_b (with a rounding tolerance)
@@ -232,13 +212,13 @@ def mass_sculpting(
     Masses are clipped into ``mass_range`` (default: the 0.1% and 99.9% quantiles): tails fill the edge bins.
     An eps_b at which nothing passes gives NaN. Returns {eps_b: JSD}; 1/JSD is the number often quoted.
     """
-    s = _scores(scores_bkg, "scores_bkg")
-    m = _scores(mass_bkg, "mass_bkg")
+    s = check_scores(scores_bkg, "scores_bkg")
+    m = check_scores(mass_bkg, "mass_bkg")
     if m.shape != s.shape:
         raise ValueError(f"mass_bkg has {m.size} entries but scores_bkg has {s.size}")
     if versus not in ("all", "rejected"):
         raise ValueError(f"versus={versus!r}: use 'all' or 'rejected'")
-    wb = _weights(w, s.size, "w")
+    wb = check_weights(w, s.size, "w")
     if mass_range is None:
         lo, hi = np.quantile(m, [0.001, 0.999])
         mass_range = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
@@ -255,101 +235,6 @@ def mass_sculpting(
         ok = h_pass.sum() > 0 and ref.sum() > 0
         out[float(e)] = js_divergence(ref, h_pass) if ok else float("nan")
     return out
-
-
-# -------------------------------------------------------------------------------------- distance correlation
-def _weighted_abs_row_sums(v: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """a_i = sum_j w_j |v_i - v_j| for all i in O(N log N) by sorting."""
-    order = np.argsort(v, kind="stable")
-    vs, ws = v[order], w[order]
-    cw, cs = np.cumsum(ws), np.cumsum(ws * vs)
-    a_sorted = vs * cw - cs + (cs[-1] - cs) - vs * (cw[-1] - cw)
-    a = np.empty_like(a_sorted)
-    a[order] = a_sorted
-    return a
-
-
-def _weighted_abs_product_sum(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
-    """sum_ij w_i w_j |x_i - x_j| |y_i - y_j| in O(N log^2 N), vectorized (after Huo & Szekely 2016).
-
-    With jets ordered by x, |x_i - x_j||y_i - y_j| = (x_i - x_j)(y_i - y_j)(2[y_j < y_i] - 1) for j before i.
-    The all-pairs part is closed-form; the dominance part (j before i and y_j < y_i) is summed by a bottom-up
-    merge sort on y over blocks of 1, 2, 4, ... jets: each pair (j, i) is counted once, at the level where j
-    is in the left and i in the right half of one block, by a sorted search on (block, rank of y).
-    """
-    n = x.size
-    ox = np.argsort(x, kind="stable")
-    xs, ys, ws = x[ox], y[ox], w[ox]
-    ry = np.empty(n, dtype=np.int64)
-    ry[np.argsort(ys, kind="stable")] = np.arange(n)
-    moments = np.stack([ws, ws * xs, ws * ys, ws * xs * ys], axis=1)  # w, wx, wy, wxy
-    dominated = np.zeros((n, 4))
-    by_rank = np.arange(n, dtype=np.int64)  # positions sorted by (pos // half, rank of y): sorted sub-blocks
-    half = 1
-    while half < n:
-        block = by_rank // (2 * half)
-        is_left = (by_rank % (2 * half)) < half
-        left, right = by_rank[is_left], by_rank[~is_left]
-        keys = block[is_left] * n + ry[left]  # ascending: each left half is one sorted sub-block
-        csum = np.zeros((left.size + 1, 4))
-        np.cumsum(moments[left], axis=0, out=csum[1:])
-        rblock = block[~is_left] * n
-        hi = np.searchsorted(keys, rblock + ry[right], side="left")
-        lo = np.searchsorted(keys, rblock, side="left")
-        dominated[right] += csum[hi] - csum[lo]
-        # merge the two sorted halves of every block (timsort on sorted runs: linear per level)
-        by_rank = by_rank[np.argsort(block * n + ry[by_rank], kind="stable")]
-        half *= 2
-    sw, swx, swy, swxy = dominated.T
-    dom = np.sum(ws * (xs * ys * sw - xs * swy - ys * swx + swxy))
-    total = w.sum()
-    # sum over all j < i of the plain product (x_i - x_j)(y_i - y_j), closed form
-    allpairs = total * np.sum(w * x * y) - np.sum(w * x) * np.sum(w * y)
-    return float(2.0 * (2.0 * dom - allpairs))
-
-
-def _dcov2(x: np.ndarray, y: np.ndarray, w: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Weighted squared distance covariance (V-statistic) given the row sums a, b of |dx|, |dy|."""
-    if x is y:
-        pair = 2.0 * (np.sum(w * x * x) - np.sum(w * x) ** 2)
-    else:
-        pair = _weighted_abs_product_sum(x, y, w)
-    return pair - 2.0 * np.sum(w * a * b) + np.sum(w * a) * np.sum(w * b)
-
-
-def distance_correlation(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None, squared: bool = False
-) -> float:
-    """Distance correlation dCor(x, y) of two 1-d variables (Szekely, Rizzo & Bakirov 2007), exact.
-
-    0 if and only if x and y are independent (for the population), 1 for an affine relation; unlike Pearson it
-    sees y = x^2. This is the V-statistic with normalised weights, the quantity DisCo (2001.05310) penalises
-    (``squared=True`` gives dCor^2, its loss term). It is computed without the N x N matrices, so it scales to
-    millions of jets (O(N log^2 N) time, O(N) memory; about 4 s for 10^6 jets). Finite-sample bias makes
-    independent samples give roughly 1/sqrt(N), not 0.
-    """
-    xv = _scores(x, "x")
-    yv = _scores(y, "y")
-    if xv.shape != yv.shape:
-        raise ValueError(f"x has {xv.size} entries but y has {yv.size}")
-    wv = _weights(w, xv.size, "w")
-    wv = wv / wv.sum()
-    # dCor is invariant under shifts and scalings; standardising keeps the sums O(1) for numerical precision
-    sx, sy = np.std(xv), np.std(yv)
-    if sx == 0 or sy == 0:
-        return 0.0
-    xv = (xv - np.mean(xv)) / sx
-    yv = (yv - np.mean(yv)) / sy
-    a = _weighted_abs_row_sums(xv, wv)
-    b = _weighted_abs_row_sums(yv, wv)
-    dcov2_xy = _dcov2(xv, yv, wv, a, b)
-    dvar2_x = _dcov2(xv, xv, wv, a, a)
-    dvar2_y = _dcov2(yv, yv, wv, b, b)
-    denom = np.sqrt(dvar2_x * dvar2_y)
-    if denom <= 0:
-        return 0.0
-    dcor2 = float(np.clip(dcov2_xy / denom, 0.0, 1.0))
-    return dcor2 if squared else float(np.sqrt(dcor2))
 
 
 # ---------------------------------------------------------------------------------------------- bundles
@@ -391,8 +276,8 @@ def evaluate_scores(
     jsd_at_eps_b_<e> (`mass_sculpting`, versus all background) and dcor_score_mass (`distance_correlation`
     of background score and mass).
     """
-    ws = _weights(w_sig, np.size(scores_sig), "w_sig")
-    wb = _weights(w_bkg, np.size(scores_bkg), "w_bkg")
+    ws = check_weights(w_sig, np.size(scores_sig), "w_sig")
+    wb = check_weights(w_bkg, np.size(scores_bkg), "w_bkg")
     sic_es, sic = sic_curve(scores_sig, scores_bkg, ws, wb, min_bkg_events)
     k = int(np.argmax(sic))
     out: dict[str, float] = {
