@@ -308,6 +308,7 @@ def features(args: argparse.Namespace) -> dict:
     import importlib.util
 
     from jetad.data import read_sample
+    from jetad.physics import correlators as new_corr
     from jetad.physics import features as feat
     from jetad.physics import substructure as new
 
@@ -322,11 +323,12 @@ def features(args: argparse.Namespace) -> dict:
 
     def float64_values(mod, c: np.ndarray, m: np.ndarray) -> dict[str, np.ndarray]:
         pt, eta, phi, e = (c[..., i].astype(np.float64) for i in range(4))
-        z, dr = mod._leading(pt, eta, phi, m, 100)
+        cor = new_corr if mod is new else mod  # the correlators left substructure.py after the baseline
+        z, dr = cor._leading(pt, eta, phi, m, 100)
         out = {"sd_mass": mod.soft_drop_mass(pt, eta, phi, e, m), "taus": mod.n_subjettiness(pt, eta, phi, e, m)}
         for beta in (1.0, 0.5):
-            out[f"e2_e3_b{beta:g}"] = np.stack(mod._ecf(z, dr, beta), axis=1)
-        return out | mod._efp(z, dr)
+            out[f"e2_e3_b{beta:g}"] = np.stack(cor._ecf(z, dr, beta), axis=1)
+        return out | cor._efp(z, dr)
 
     rows = []
     for file in (args.qcd, args.top):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jetad.data.sample import JetSample
+from jetad.physics import correlators as corr
 from jetad.physics import reclustering
 from jetad.physics import substructure as sub
 from jetad.physics.features import FEATURE_DESCRIPTIONS, FEATURE_NAMES, compute_features, compute_features_for
@@ -294,7 +295,7 @@ def test_c2_d2_match_brute_force_triple_loop(beta):
     rng = np.random.default_rng(2)
     jet = particles([(rng.uniform(5, 100), rng.normal(0, 0.3), rng.normal(3.0, 0.3)) for _ in range(5)])
     cons, mask = batch([jet], n_pad=2)
-    e2, e3 = sub.energy_correlation_functions(*cols(cons)[:3], mask, beta=beta)
+    e2, e3 = corr.energy_correlation_functions(*cols(cons)[:3], mask, beta=beta)
     ref_e2, ref_e3 = reference_ecf(cons[0, :5].astype(np.float64), beta)
     assert e2[0] == pytest.approx(ref_e2, rel=1e-5)
     assert e3[0] == pytest.approx(ref_e3, rel=1e-5)
@@ -308,12 +309,12 @@ def test_efps_match_brute_force_sums_over_graph_vertices():
     rng = np.random.default_rng(4)
     jet = particles([(rng.uniform(5, 100), rng.normal(0, 0.3), rng.normal(-3.0, 0.3)) for _ in range(5)])
     cons, mask = batch([jet], n_pad=1)
-    efps = sub.energy_flow_polynomials(*cols(cons)[:3], mask)
-    assert set(efps) == set(sub.EFP_GRAPHS) == set(EFP_EDGES)
+    efps = corr.energy_flow_polynomials(*cols(cons)[:3], mask)
+    assert set(efps) == set(corr.EFP_GRAPHS) == set(EFP_EDGES)
     c = cons[0, :5].astype(np.float64)
     for name, edges in EFP_EDGES.items():
         assert efps[name][0] == pytest.approx(reference_efp(c, edges), rel=1e-5), name
-    e2, _ = sub.energy_correlation_functions(*cols(cons)[:3], mask, beta=1.0)
+    e2, _ = corr.energy_correlation_functions(*cols(cons)[:3], mask, beta=1.0)
     assert efps["efp_d1"][0] == pytest.approx(2 * e2[0], rel=1e-9)
 
 
@@ -322,8 +323,8 @@ def test_leading_k_truncation_only_drops_the_softest_constituents():
     cons, mask = random_jets(rng, 5, 30)
     mask[:] = True
     cons[:, 10:, 0] *= 1e-6  # negligible tail
-    full = sub.energy_flow_polynomials(*cols(cons)[:3], mask, k=None)
-    cut = sub.energy_flow_polynomials(*cols(cons)[:3], mask, k=10)
+    full = corr.energy_flow_polynomials(*cols(cons)[:3], mask, k=None)
+    cut = corr.energy_flow_polynomials(*cols(cons)[:3], mask, k=10)
     for name in full:
         np.testing.assert_allclose(cut[name], full[name], rtol=1e-4)
 
@@ -405,10 +406,10 @@ def test_trimmed_chunks_give_the_untrimmed_values_bit_for_bit(p):
     for axes in ("wta_kt", "kt"):
         np.testing.assert_array_equal(sub.n_subjettiness(pt, eta, phi, e, mask, axes=axes),
                                       sub._n_subjettiness_chunk(p4, mask, 3, 1.0, 0.8, axes))
-    z, dr = sub._leading(pt, eta, phi, mask, 100)
+    z, dr = corr._leading(pt, eta, phi, mask, 100)
     for beta in (1.0, 0.5):
         theta = dr**beta
-        np.testing.assert_array_equal(sub._triangle(z, theta), sub._triangle_dense(z, theta))
+        np.testing.assert_array_equal(corr._triangle(z, theta), corr._triangle_dense(z, theta))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -532,18 +533,18 @@ def numpy_soft_drop_mass_chunk(p4, mask, z_cut, beta, r0):
 
 
 def dense_leading(pt, eta, phi, mask, k):
-    """`sub._leading` with every (K, K) distance filled."""
+    """`corr._leading` with every (K, K) distance filled."""
     pt, eta, phi = sub._masked(pt, mask), sub._masked(eta, mask), sub._wrap(sub._masked(phi, mask))
     total = pt.sum(axis=1, keepdims=True)
     if k is not None and pt.shape[1] > k:
         order = np.argsort(-pt, axis=1, kind="stable")[:, :k]
         pt, eta, phi = (np.take_along_axis(x, order, axis=1) for x in (pt, eta, phi))
-    return np.divide(pt, total, out=np.zeros_like(pt), where=total > 0), sub._distances(eta, phi)
+    return np.divide(pt, total, out=np.zeros_like(pt), where=total > 0), corr._distances(eta, phi)
 
 
 def dense_ecf(z, dr, beta):
     theta = dr if beta == 1.0 else dr**beta
-    return 0.5 * np.einsum("bi,bij,bj->b", z, theta, z), sub._triangle_dense(z, theta) / 6.0
+    return 0.5 * np.einsum("bi,bij,bj->b", z, theta, z), corr._triangle_dense(z, theta) / 6.0
 
 
 def tied_jets(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -580,12 +581,12 @@ def test_compiled_reclustering_equals_the_vectorized_numpy_engine_bit_for_bit(qc
 
 def float64_observables(c: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
     pt, eta, phi, e = cols(c)
-    z, dr = sub._leading(pt, eta, phi, mask, 100)
+    z, dr = corr._leading(pt, eta, phi, mask, 100)
     out = {"sd_mass": sub.soft_drop_mass(pt, eta, phi, e, mask), "taus": sub.n_subjettiness(pt, eta, phi, e, mask),
            "taus_kt": sub.n_subjettiness(pt, eta, phi, e, mask, axes="kt")}
     for beta in (1.0, 0.5):
-        out[f"e2_e3_b{beta}"] = np.stack(sub._ecf(z, dr, beta))
-    return out | sub._efp(z, dr)
+        out[f"e2_e3_b{beta}"] = np.stack(corr._ecf(z, dr, beta))
+    return out | corr._efp(z, dr)
 
 
 def test_features_equal_the_plain_numpy_evaluation_jet_by_jet_on_qcd_and_top_jets(qcd, top, monkeypatch):
@@ -596,10 +597,10 @@ def test_features_equal_the_plain_numpy_evaluation_jet_by_jet_on_qcd_and_top_jet
     fast = [(compute_features_for(c, mask), float64_observables(c, mask)) for _, c, mask in sets]
     monkeypatch.setattr(sub, "cluster", numpy_cluster)
     monkeypatch.setattr(sub, "_soft_drop_mass_chunk", numpy_soft_drop_mass_chunk)
-    monkeypatch.setattr(sub, "_leading", dense_leading)
-    monkeypatch.setattr(sub, "_ecf", dense_ecf)
-    monkeypatch.setattr(sub, "_efp", lambda z, dr: dict(zip(sub.EFP_GRAPHS, sub._efp_dense(z, dr), strict=True)))
-    monkeypatch.setattr(sub, "_triangle_by_width", sub._triangle_dense)
+    monkeypatch.setattr(corr, "_leading", dense_leading)
+    monkeypatch.setattr(corr, "_ecf", dense_ecf)
+    monkeypatch.setattr(corr, "_efp", lambda z, dr: dict(zip(corr.EFP_GRAPHS, corr._efp_dense(z, dr), strict=True)))
+    monkeypatch.setattr(corr, "_triangle_by_width", corr._triangle_dense)
     for (name, c, mask), (got, got64) in zip(sets, fast, strict=True):
         want, want64 = compute_features_for(c, mask), float64_observables(c, mask)
         for column in FEATURE_NAMES:

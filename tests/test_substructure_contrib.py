@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from jetad.physics import correlators as corr
 from jetad.physics import substructure as sub
 from jetad.physics.features import compute_features_for
 
@@ -82,7 +83,7 @@ def test_energy_correlators_match_fastjet_contrib_jet_by_jet(jets, beta):
     def contrib(func: str, npoint: int = 0) -> np.ndarray:
         return np.asarray(cs.exclusive_jets_energy_correlator(njets=1, beta=beta, npoint=npoint, angles=-1, func=func))
 
-    e2, e3 = sub.energy_correlation_functions(pt, eta, phi, mask, beta=beta)
+    e2, e3 = corr.energy_correlation_functions(pt, eta, phi, mask, beta=beta)
     np.testing.assert_allclose(e2, contrib("generalized", 2), rtol=RTOL)
     np.testing.assert_allclose(e3, contrib("generalized", 3), rtol=RTOL)
     cons = np.stack([pt, eta, phi, np.hypot(pt, pt * np.sinh(eta))], axis=-1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from jetad.data.sample import JetSample, check_real_constituents, jet_four_vectors
+from jetad.physics import correlators as corr
 from jetad.physics import substructure as sub
 
 __all__ = ["FEATURES_VERSION", "FEATURE_DESCRIPTIONS", "FEATURE_NAMES", "FULL_MULTIPLICITY", "compute_features",
@@ -19,7 +20,7 @@ __all__ = ["FEATURES_VERSION", "FEATURE_DESCRIPTIONS", "FEATURE_NAMES", "FULL_MU
 #: multiplicity before truncation); part of a production's content hash.
 FEATURES_VERSION = 2
 
-EFP_NAMES = tuple(sub.EFP_GRAPHS)
+EFP_NAMES = tuple(corr.EFP_GRAPHS)
 
 FEATURE_DESCRIPTIONS: dict[str, str] = {
     "mass": "jet invariant mass [GeV]",
@@ -37,7 +38,7 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "c2_b05": "C2 = e3/e2^2 energy correlation ratio, beta 0.5 (1305.0007)",
     "d2_b05": "D2 = e3/e2^3 energy correlation ratio, beta 0.5 (1409.6298)",
     "efp1": "energy flow polynomial of one edge, sum_ij z_i z_j dR_ij (1712.07124); alias of efp_d1",
-    **{name: f"energy flow polynomial, {graph} (1712.07124)" for name, graph in sub.EFP_GRAPHS.items()},
+    **{name: f"energy flow polynomial, {graph} (1712.07124)" for name, graph in corr.EFP_GRAPHS.items()},
     "ptd": "pT^D = sqrt(sum pT_i^2)/sum pT_i, 1 for a single particle",
     "axis_major": "major axis: sqrt of the larger eigenvalue of the pT^2-weighted (deta, dphi) covariance",
     "axis_minor": "minor axis: sqrt of the smaller eigenvalue of the pT^2-weighted (deta, dphi) covariance",
@@ -129,12 +130,12 @@ def _chunk_features(
         "axis_major": major,
         "axis_minor": minor,
     }
-    z, dr = sub._leading(pt, eta, phi, mask, k)  # shared by the correlators and the EFPs
+    z, dr = corr._leading(pt, eta, phi, mask, k)  # shared by the correlators and the EFPs
     for beta, tag in ((1.0, "b1"), (0.5, "b05")):
-        e2, e3 = sub._ecf(z, dr, beta)
+        e2, e3 = corr._ecf(z, dr, beta)
         cols[f"c2_{tag}"] = np.divide(e3, e2**2, out=np.zeros_like(e3), where=e2 > 0)
         cols[f"d2_{tag}"] = np.divide(e3, e2**3, out=np.zeros_like(e3), where=e2 > 0)
-    efps = sub._efp(z, dr)
+    efps = corr._efp(z, dr)
     cols.update(efps)
     cols["efp1"] = efps["efp_d1"]
     return cols
