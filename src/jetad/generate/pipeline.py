@@ -8,13 +8,12 @@ full constituent lists before they are cut to the leading P.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import awkward as ak
 import numpy as np
 
 from jetad import __version__
 from jetad.data.clustering import ClusteredJets, cluster_jets, dijet_rows
+from jetad.data.progress import Progress
 from jetad.data.sample import JetSample, concatenate
 from jetad.generate.detector import DETECTORS, FlatParticles, delphes_like, particle_level
 from jetad.generate.processes import GenerationConfig, ProcessCard, process_card
@@ -25,7 +24,6 @@ __all__ = ["MULTIPLICITY_COLUMNS", "PROCESS_IDS", "generate_sample", "provenance
 #: Label stored for each process; the name table goes into attrs["label_names"].
 PROCESS_IDS = {"qcd": 0, "top": 1, "wz": 2, "svj": 3, "lhco-bkg": 10, "lhco-sig": 11}
 
-Progress = Callable[[int], None]
 
 
 def _delta_r(eta1, phi1, eta2, phi2):
@@ -170,7 +168,7 @@ def generate_sample(
 ) -> JetSample:
     """Generate exactly `n` rows (jets, or events for dijet processes) for one shard.
 
-    The result depends only on (cfg, n, seed, shard, batch_size). `progress(rows_done)` is called per batch.
+    The result depends only on (cfg, n, seed, shard, batch_size). `progress(rows_done, n, {})` is called per batch.
     With `features`, `sample.features` holds the substructure features of the full constituent lists
     (`select_rows`), and ``attrs["features_constituents"] = "all"``.
     Raises RuntimeError if fewer than `n` rows pass the selection within `max_events` events
@@ -197,7 +195,7 @@ def generate_sample(
             parts.append(chunk)
             rows += len(chunk)
             if progress:
-                progress(min(rows, n))
+                progress(min(rows, n), n, {})
     sample = concatenate(parts)[:n]
     sample.attrs = provenance(cfg, card, seed, shard) | {
         "n_events_generated": events,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def plan_shards(n: int, shard_size: int) -> list[int]:
 
 def _make_shard(
     cfg: GenerationConfig, rows: int, seed: int, shard: int, path: str, features: bool, tag: str,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> str:
     """The unit of work: generate one shard (features from every constituent, before padding), write it atomically."""
     sample = generate_sample(cfg, rows, seed, shard, progress=progress, features=features)
@@ -121,7 +120,7 @@ def produce(
 
 def _run_inline(cfg, todo, seed, features, tag, progress, total, done_rows=0) -> None:
     for rows, shard, path in todo:
-        batch_progress = (lambda r, base=done_rows: progress(base + r, total, {})) if progress else None
+        batch_progress = (lambda r, n, logs, base=done_rows: progress(base + r, total, logs)) if progress else None
         _make_shard(cfg, rows, seed, shard, str(path), features, tag, batch_progress)
         done_rows += rows
         if progress:

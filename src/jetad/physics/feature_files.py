@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from jetad.data.progress import Progress
 from jetad.data.store import SampleWriter, add_columns, iter_samples, sample_info
 from jetad.physics.features import compute_features
 
@@ -17,7 +17,7 @@ def write_features(
     src: str | Path,
     out: str | Path | None = None,
     chunk_size: int = 20_000,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Add the feature columns of `compute_features` to `src` (in place) or write a copy with them to `out`.
 
@@ -36,7 +36,7 @@ def write_features(
                 writer.append(chunk)
                 done += len(chunk)
                 if progress:
-                    progress(done, info.n_jets)
+                    progress(done, info.n_jets, {})
         return out
     for path in info.files:
         columns: dict[str, list[np.ndarray]] = {}
@@ -45,6 +45,6 @@ def write_features(
                 columns.setdefault(k, []).append(v)
             done += len(chunk)
             if progress:
-                progress(done, info.n_jets)
+                progress(done, info.n_jets, {})
         add_columns(path, "features", {k: np.concatenate(v) for k, v in columns.items()})
     return Path(src)

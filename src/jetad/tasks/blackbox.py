@@ -19,13 +19,13 @@ import datetime as _dt
 import json
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jetad import __version__
+from jetad.data.progress import Progress
 from jetad.data.sample import JetSample, SchemaError
 from jetad.data.store import iter_samples, sample_info
 
@@ -83,7 +83,7 @@ def _select_rows(
     return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0))) for p in out]), attrs
 
 
-def _write_box(tmp: Path, particles: np.ndarray, max_particles: int, progress: Callable[[int, int], None] | None):
+def _write_box(tmp: Path, particles: np.ndarray, max_particles: int, progress: Progress | None):
     import pandas as pd
 
     n = len(particles)
@@ -97,7 +97,7 @@ def _write_box(tmp: Path, particles: np.ndarray, max_particles: int, progress: C
                 warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
                 store.append("df", frame)
             if progress is not None:
-                progress(start + len(block), n)
+                progress(start + len(block), n, {})
 
 
 def make_blackbox(
@@ -110,7 +110,7 @@ def make_blackbox(
     seed: int = 0,
     secret_range: tuple[int, int] = (0, 1500),
     max_particles: int = LHCO_MAX_PARTICLES,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write an LHCO-layout black box of QCD dijets plus signal, and its key file; returns the box path.
 
