@@ -19,6 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from jetad import __version__
+from jetad.evaluate.run_files import (
+    load_evaluations,
+    load_model,
+    metric_value,
+    model_history,
+    nearby,
+    sample_infos,
+    score_file_attrs,
+    training_logs,
+)
 
 __all__ = ["screenshot", "write_report"]
 
@@ -83,19 +93,9 @@ sculpting possible), 1 = the score is a function of the mass.</dd>
 # ------------------------------------------------------------------------------------------------- formatting
 
 
-def _num(value: Any) -> float | None:
-    """A metric as a float (metrics.json stores inf/nan as strings), or None when absent or not a number."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _fmt(value: Any, spec: str = ".3f") -> str:
     """Format a number for a table cell: inf as ∞, missing as an em dash."""
-    x = _num(value)
+    x = metric_value(value)
     if x is None or math.isnan(x):
         return "—"
     if math.isinf(x):
@@ -120,99 +120,6 @@ def _attr_value(key: str, value: Any) -> str:
     if isinstance(value, dict):
         return "<pre>" + escape(json.dumps(value, indent=1, sort_keys=True, default=str)) + "</pre>"
     return escape(str(value))
-
-
-# ------------------------------------------------------------------------------------------------- gathering
-
-
-def _load_evaluations(run_dir: Path) -> list[dict[str, Any]]:
-    """Every readable metrics.json below `run_dir`, with its directory; unreadable ones are logged and skipped."""
-    evals = []
-    for path in sorted(run_dir.rglob("metrics.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            log.warning("%s: skipped, not readable JSON (%s)", path, err)
-            continue
-        if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
-            log.warning("%s: skipped, no 'metrics' dictionary", path)
-            continue
-        data["_dir"] = path.parent
-        evals.append(data)
-    evals.sort(key=lambda d: -_sortable(d["metrics"].get("auc")))
-    return evals
-
-
-def _sortable(value: Any) -> float:
-    """A metric for sorting: missing or NaN sorts last."""
-    x = _num(value)
-    return -math.inf if x is None or math.isnan(x) else x
-
-
-def _nearby(ev_dir: Path, run_dir: Path, name: str) -> Path | None:
-    """A file `name` next to the evaluation directory or in the run directory."""
-    for folder in (ev_dir.parent, run_dir):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def _score_attrs(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    from jetad.data.scores import read_scores
-
-    try:
-        return read_scores(path).attrs
-    except (OSError, ValueError) as err:
-        log.warning("%s: score file not read (%s)", path, err)
-        return {}
-
-
-def _load_model(path: Path | None) -> dict[str, Any] | None:
-    """The payload of a model file (history and parameter count are all the report reads; no detector is built).
-
-    Read with the safe model-file reader: a file that is not arrays + JSON is refused, logged and skipped.
-    """
-    if path is None:
-        return None
-    from jetad.data.model_file import read_model_payload
-
-    try:
-        return read_model_payload(path)
-    except (OSError, ValueError) as err:  # a report should survive a model it cannot read (other version, crafted)
-        log.warning("%s: model not read (%s)", path, err)
-        return None
-
-
-def _history(model: dict[str, Any] | None) -> dict[str, Any]:
-    history = model.get("history") if isinstance(model, dict) else None
-    return history if isinstance(history, dict) else {}
-
-
-def _training_logs(model: dict[str, Any] | None) -> dict[str, list[float]]:
-    logs = _history(model).get("logs")
-    if not isinstance(logs, dict):
-        return {}
-    # "epoch" is the x axis, not a curve; the criterion is what early stopping watches, on validation jets.
-    names = {"criterion": "validation criterion"}
-    return {names.get(str(k), str(k)): list(v) for k, v in logs.items()
-            if k != "epoch" and isinstance(v, list | tuple) and len(v) > 0}
-
-
-def _sample_infos(run_dir: Path) -> list[Any]:
-    """jetad samples directly in `run_dir` (files and shard directories); everything else is skipped silently."""
-    from jetad.data.sample import SchemaError
-    from jetad.data.store import MANIFEST, sample_info
-
-    candidates = sorted(run_dir.glob("*.h5")) + sorted(p for p in run_dir.iterdir() if (p / MANIFEST).is_file())
-    infos = []
-    for path in candidates:
-        try:
-            infos.append(sample_info(path))
-        except (SchemaError, OSError, KeyError):
-            continue
-    return infos
 
 
 # ------------------------------------------------------------------------------------------------- sections
@@ -261,13 +168,13 @@ def _evaluation_section(r: dict[str, Any], tmp: Path) -> str:
     pngs = sorted(ev_dir.glob("*.png"), key=lambda p: (_PLOT_ORDER.index(p.stem) if p.stem in _PLOT_ORDER
                                                        else len(_PLOT_ORDER), p.name))
     figs = [_figure(p, _PLOT_CAPTIONS.get(p.stem, escape(p.stem)), wide=p.stem == "sculpting") for p in pngs]
-    logs = _training_logs(r["model"])
+    logs = training_logs(r["model"])
     if logs:
         from jetad.evaluate.plots import plot_training_curves
 
         png = plot_training_curves(logs, tmp / f"{r['anchor']}_training.png",
                                    caption=f"{r['detector']}: training ({r['model_path'].name})")
-        history = _history(r["model"])
+        history = model_history(r["model"])
         best = history.get("best_epoch")
         best_txt = str(best + 1) if isinstance(best, int) and best >= 0 else "?"
         note = (f"Training curves per epoch (counted from 1); best epoch {escape(best_txt)}; "
@@ -285,7 +192,7 @@ def _evaluation_section(r: dict[str, Any], tmp: Path) -> str:
 
 
 def _samples_section(run_dir: Path) -> str:
-    infos = _sample_infos(run_dir)
+    infos = sample_infos(run_dir)
     parts = []
     if not infos:
         parts.append('<p class="note">no jetad sample files in the run directory</p>')
@@ -336,12 +243,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
     created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
     rows, models = [], {}
-    for i, ev in enumerate(_load_evaluations(run_dir)):
+    for i, ev in enumerate(load_evaluations(run_dir)):
         detector = str(ev.get("detector", "detector"))
-        score_attrs = _score_attrs(_nearby(ev["_dir"], run_dir, f"scores_{detector}.h5"))
-        model_path = _nearby(ev["_dir"], run_dir, f"{detector}.pt")
+        score_attrs = score_file_attrs(nearby(ev["_dir"], run_dir, f"scores_{detector}.h5"))
+        model_path = nearby(ev["_dir"], run_dir, f"{detector}.pt")
         if model_path not in models:
-            models[model_path] = _load_model(model_path)
+            models[model_path] = load_model(model_path)
         model = models[model_path]
         n_params = ev["metrics"].get("n_parameters", score_attrs.get("n_parameters"))
         if n_params is None and model is not None:
@@ -351,7 +258,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
             "signal": str(ev.get("signal", "?")), "background": str(ev.get("background", "?")),
             "observer": ev.get("observer", "mass"),
             "model_params": ev.get("model") if isinstance(ev.get("model"), dict) else score_attrs.get("params"),
-            "n_parameters": _num(n_params), "jets_per_s": _num(ev["metrics"].get("jets_per_s",
+            "n_parameters": metric_value(n_params), "jets_per_s": metric_value(ev["metrics"].get("jets_per_s",
                                                                                  score_attrs.get("jets_per_s"))),
             "model_path": model_path if model is not None else None, "model": model,
         })
