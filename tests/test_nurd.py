@@ -173,3 +173,30 @@ def test_the_batch_shuffle_samples_the_marginal():
     z = torch.arange(1000.0)
     out = shuffle_batch(z, torch.Generator().manual_seed(0))
     assert sorted(out.tolist()) == z.tolist() and not torch.equal(out, z)
+
+
+def test_critic_refits_read_the_batch_normalized_representation_the_penalty_uses(monkeypatch):
+    """The penalty acts on r_X batch-normalized over training batches; the eval-mode r_X (running statistics)
+    lags behind it early in training (std 0.07-0.4 against 1), so the converged critic must be fitted on the
+    former, without disturbing the running statistics the score uses."""
+    train = planted_nuisance_jets(600, 3)
+    calls = []
+    original = NuRD._batch_represent
+
+    def spy(self, x, gen):
+        calls.append(len(x))
+        return original(self, x, gen)
+
+    monkeypatch.setattr(NuRD, "_batch_represent", spy)
+    det = NuRD(lam=1.0, inputs={"kind": "features", "features": ("x1", "x2", "x3")}, batch_size=64, epochs=2,
+               patience=2, representation_dim=4, hidden=16, critic_hidden=(16,), critic_refits=1, n_bins=5,
+               seed=1).fit(train)
+    assert calls.count(480) == 2 and calls.count(120) == 2  # one re-fit per epoch; the validation criterion
+    x = torch.as_tensor(det._inputs_for(train, "train"))
+    det.model_.eval()
+    before = {k: v.clone() for k, v in det.model_.state_dict().items()}
+    r = original(det, x, torch.Generator().manual_seed(0))
+    assert not det.model_.training
+    assert all(torch.equal(before[k], v) for k, v in det.model_.state_dict().items())
+    assert torch.allclose(r.mean(0), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(r.std(0), torch.ones(4), atol=0.02)
