@@ -8,12 +8,16 @@ score at beta ~ 1e-7).
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar
+import math
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import nn
 
+from jetad.data.sample import JetSample
 from jetad.detectors.base import TorchDetector, register
+from jetad.detectors.estimator import Progress
 
 __all__ = ["Autoencoder", "BetaVAE", "build_autoencoder"]
 
@@ -129,6 +133,11 @@ class Autoencoder(TorchDetector):
 class BetaVAE(Autoencoder):
     """beta-VAE; loss = reconstruction + beta KL(q(z|x) || N(0, 1)).
 
+    beta's scale depends on how the reconstruction term is normalised (here the per-pixel mean of images scaled
+    by the input spec's `pixel_scale`), so betas of different codes compare only through the unit-free ratio
+    R = beta * KL / reconstruction. The history logs, per epoch, the mean terms and R in training (`reco`, `kl`,
+    `ratio`: batch averages) and on the validation set (`val_reco`, `val_kl`, `val_ratio`: whole-set means).
+
     Arguments:
         beta: KL weight (0 gives a plain AE with a noisy bottleneck; 2301.04660 scans 1e-10 .. 1e-4).
         score_kind: 'loss' (reconstruction + beta KL), 'reco' (reconstruction only) or 'kl'.
@@ -142,6 +151,7 @@ class BetaVAE(Autoencoder):
             raise ValueError(f"score_kind must be loss, reco or kl, got {score_kind!r}")
         self.beta = beta
         self.score_kind = score_kind
+        self._val_terms: dict[str, float] = {}  # the last criterion call's validation terms
 
     def build_model(self, input_shape: tuple[int, ...]) -> DenseCoder | ConvCoder:
         return build_autoencoder(input_shape, self.hidden, self.latent_dim, variational=True, channels=self.channels)
@@ -157,9 +167,34 @@ class BetaVAE(Autoencoder):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.model_.encoder(x)[:, : self.latent_dim]
 
+    def term_logs(self, reco: torch.Tensor, kl: torch.Tensor) -> dict[str, float]:
+        """Means of the per-jet terms and R = beta * mean KL / mean reconstruction (inf if the latter is 0)."""
+        r, k = float(reco.detach().mean()), float(kl.detach().mean())
+        return {"reco": r, "kl": k, "ratio": self.beta * k / r if r > 0 else math.inf}
+
     def loss(self, batch):
         reco, kl = self._terms(batch, sample=self.model_.training)
-        return (reco + self.beta * kl).mean(), {"reco": float(reco.detach().mean()), "kl": float(kl.detach().mean())}
+        return (reco + self.beta * kl).mean(), self.term_logs(reco, kl)
+
+    def criterion(self, x_val: torch.Tensor) -> float:
+        """Mean validation loss (as TorchDetector's); keeps the validation terms for this epoch's history entry."""
+        total, recos, kls = 0.0, [], []
+        with torch.no_grad():
+            for i in range(0, len(x_val), 4096):
+                reco, kl = self._terms(x_val[i:i + 4096], sample=self.model_.training)
+                total += float((reco + self.beta * kl).mean()) * len(reco)
+                recos.append(reco)
+                kls.append(kl)
+        self._val_terms = {f"val_{k}": v for k, v in self.term_logs(torch.cat(recos), torch.cat(kls)).items()}
+        return total / max(len(x_val), 1)
+
+    def fit(self, train: JetSample, val: JetSample | None = None, progress: Progress | None = None,
+            monitor: Callable[[Any], dict[str, float]] | None = None) -> Self:
+        """TorchDetector.fit; each epoch's history entry also holds `val_reco`, `val_kl` and `val_ratio`."""
+        def with_terms(detector: Any) -> dict[str, float]:
+            return {**self._val_terms, **(monitor(detector) if monitor else {})}
+
+        return super().fit(train, val, progress=progress, monitor=with_terms)
 
     def score_batch(self, batch):
         reco, kl = self._terms(batch, sample=False)
