@@ -101,8 +101,8 @@ def generate(args: argparse.Namespace) -> tuple[Path, Path]:
         out = args.workdir / f"{proc}-n{n}-seed{seed}.h5"
         t = time.perf_counter()
         produce(default_config(proc), n, seed, out, features=True,
-                progress=lambda d, tot, logs, p=proc, t=t: print(f"\r  {p}: {d}/{tot} jets, {time.perf_counter() - t:.0f} s",
-                                                           end="", flush=True))
+                progress=lambda d, tot, logs, p=proc, t=t: print(
+                    f"\r  {p}: {d}/{tot} jets, {time.perf_counter() - t:.0f} s", end="", flush=True))
         print(f"\n  {out} ready ({time.perf_counter() - t:.0f} s)")
         paths.append(out)
     return paths[0], paths[1]
