@@ -48,6 +48,9 @@ class CathodeSearch(ResonantSearch):
             CATHODE's logit preprocessing; samples stay inside the sidebands' feature range) and 'standard' for
             ANODE (its density ratio needs the scaling's Jacobian, which only 'standard'/'none' restore).
         classifier, classifier_params: as in `CWoLaHunting` ('hgb' default, or CATHODE's 'mlp').
+        n_ensemble: classifiers per fold (`ClassifierEnsemble`: different validation splits, mean probability,
+            one out-of-bag test against the constant prior); 1 = a single classifier (files saved before the
+            option load with 1). CATHODE itself averages the 10 best epochs of one network.
         **kwargs: `ResonantSearch` options; here sideband_width defaults to None (all events outside the SR).
 
     Example:
@@ -56,16 +59,19 @@ class CathodeSearch(ResonantSearch):
     """
 
     name: ClassVar[str] = "cathode"
+    params_before: ClassVar[dict[str, Any]] = {"n_ensemble": 1}  # files from before the per-fold ensemble
 
     def __init__(self, anode: bool = False, oversampling: float = 4.0, mjj_sampling: str = "kde",
                  flow_params: dict[str, Any] | None = None, flow_scaling: str | None = None, classifier: str = "hgb",
-                 classifier_params: dict[str, Any] | None = None, **kwargs: Any):
+                 classifier_params: dict[str, Any] | None = None, n_ensemble: int = 10, **kwargs: Any):
         kwargs.setdefault("sideband_width", None)
         super().__init__(**kwargs)
         if mjj_sampling not in MJJ_SAMPLING:
             raise ValueError(f"mjj_sampling must be one of {MJJ_SAMPLING}, got {mjj_sampling!r}")
         if oversampling <= 0:
             raise ValueError(f"oversampling must be positive, got {oversampling}")
+        if n_ensemble < 1:
+            raise ValueError(f"n_ensemble must be >= 1 (classifiers per fold), got {n_ensemble}")
         if "mjj" in self.features:
             raise ValueError("mjj is the conditioning variable of the flow; remove it from features")
         if anode and flow_scaling not in (None, "standard", "none"):
@@ -78,6 +84,7 @@ class CathodeSearch(ResonantSearch):
         self.flow_scaling = flow_scaling
         self.classifier = classifier
         self.classifier_params = classifier_params
+        self.n_ensemble = n_ensemble
 
     def _flow(self, seed: int) -> FlowDensity:
         params = CATHODE_FLOW | (self.flow_params or {})
@@ -123,7 +130,8 @@ class CathodeSearch(ResonantSearch):
         x = np.concatenate([view.x[rows], self.samples_])
         y = np.r_[np.ones(len(rows), int), np.zeros(len(self.samples_), int)]
         return fit_classifier(x, y, self.classifier, self.classifier_params, seed=self.seed + k,
-                              what=f"{view.source}: CATHODE fold {k} (SR data vs flow samples)")
+                              what=f"{view.source}: CATHODE fold {k} (SR data vs flow samples)",
+                              n_ensemble=self.n_ensemble)
 
     def _predict(self, model: Any, view: DijetView, rows: np.ndarray) -> np.ndarray:
         if self.anode:

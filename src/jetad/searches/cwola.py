@@ -29,7 +29,8 @@ class CWoLaHunting(ResonantSearch):
 
     Arguments:
         classifier: 'hgb' (sklearn HistGradientBoostingClassifier, default) or 'mlp' (torch 3 x 64).
-        classifier_params: overrides of the classifier's defaults.
+        classifier_params: overrides of the classifier's defaults (of the members' with an ensemble).
+        n_ensemble: classifiers per fold (`ClassifierEnsemble`, as in `CathodeSearch`); 1 = one classifier.
         **kwargs: `ResonantSearch` options (signal_region=(3300, 3700) GeV, sideband_width=200 GeV, features,
             n_folds=5, seed, min_sideband_events=100).
 
@@ -40,17 +41,22 @@ class CWoLaHunting(ResonantSearch):
 
     name: ClassVar[str] = "cwola"
 
-    def __init__(self, classifier: str = "hgb", classifier_params: dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(self, classifier: str = "hgb", classifier_params: dict[str, Any] | None = None, n_ensemble: int = 1,
+                 **kwargs: Any):
         super().__init__(**kwargs)
+        if n_ensemble < 1:
+            raise ValueError(f"n_ensemble must be >= 1 (classifiers per fold), got {n_ensemble}")
         self.classifier = classifier
         self.classifier_params = classifier_params
+        self.n_ensemble = n_ensemble
 
     def _fold_strata(self, view: DijetView) -> np.ndarray:
         return np.where(view.sr, 1, np.where(view.sb, 0, -1))
 
     def _fit_fold(self, view: DijetView, rows: np.ndarray, k: int) -> Any:
         return fit_classifier(view.x[rows], view.sr[rows].astype(int), self.classifier, self.classifier_params,
-                              seed=self.seed + k, what=f"{view.source}: CWoLa fold {k} (SR vs sidebands)")
+                              seed=self.seed + k, what=f"{view.source}: CWoLa fold {k} (SR vs sidebands)",
+                              n_ensemble=self.n_ensemble)
 
     def _predict(self, model: Any, view: DijetView, rows: np.ndarray) -> np.ndarray:
         return model.predict_proba(view.x[rows])[:, 1]
