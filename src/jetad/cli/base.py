@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -90,14 +89,3 @@ def rich_table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]])
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress; show error tracebacks.")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
-
-
-def auc_text(auc: Any, err: Any) -> str:
-    """An AUC with its statistical error; never an AUC alone."""
-    if not isinstance(auc, float) or math.isnan(auc):
-        return ""
-    return f"{auc:.3f} ± {err:.3f}" if isinstance(err, float) and math.isfinite(err) else f"{auc:.3f} ± ?"
-
-
-def number_text(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) and math.isfinite(value) else ""

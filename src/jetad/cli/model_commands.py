@@ -9,7 +9,7 @@ from typing import cast
 import typer
 from rich.table import Table
 
-from jetad.cli.base import app, auc_text, console, number_text, progress_bar, rich_table
+from jetad.cli.base import app, console, progress_bar, rich_table
 from jetad.cli.options import (
     build_estimator,
     check_choice,
@@ -75,7 +75,7 @@ def benchmark(
     """Detectors x named tasks x training sizes x seeds: leaderboards (markdown, CSV, SQLite), resumable."""
     from jetad.evaluate.report import write_report
     from jetad.tasks.benchmark import run_benchmark
-    from jetad.tasks.leaderboard import cell_flags
+    from jetad.tasks.leaderboard import auc_text, cell_flags, cell_text
     from jetad.tasks.registry import SIZES, TASKS
 
     check_choice(size, SIZES, "--size")
@@ -91,7 +91,8 @@ def benchmark(
                                            "dCor(mass)", "flags"),
                              [(str(r.get("task")), str(r.get("method")), str(r.get("signal") or ""),
                                str(r.get("n_train")), str(r.get("seed")), str(r.get("status")),
-                               auc_text(r.get("auc"), r.get("auc_stat_err")), number_text(r.get("dcor_mass")),
+                               auc_text(r.get("auc"), r.get("auc_stat_err")),
+                               cell_text(r.get("dcor_mass"), "dcor_mass"),
                                "; ".join(cell_flags(str(r.get("method")), r.get("n_train"), r.get("auc"),
                                                     r.get("auc_stat_err")))) for r in rows]))
     if report_html:

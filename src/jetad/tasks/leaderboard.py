@@ -20,11 +20,20 @@ import numpy as np
 from jetad.tasks.registry import MIN_TRAIN
 from jetad.tasks.results_db import COLUMNS
 
-__all__ = ["LEADERBOARD_COLUMNS", "auc_stat_error", "cell_flags", "leaderboard", "write_leaderboard",
-           "write_learning_curves", "write_tables"]
+__all__ = [
+    "LEADERBOARD_COLUMNS",
+    "auc_stat_error",
+    "auc_text",
+    "cell_flags",
+    "cell_text",
+    "leaderboard",
+    "write_leaderboard",
+    "write_learning_curves",
+    "write_tables",
+]
 
 
-def _cell_text(value: Any, column: str) -> str:
+def cell_text(value: Any, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if column in ("infer_jets_per_s", "onnx_jets_per_s_b1024"):
@@ -36,7 +45,7 @@ def _cell_text(value: Any, column: str) -> str:
     return str(value)
 
 
-def _auc_text(auc: Any, err: Any) -> str:
+def auc_text(auc: Any, err: Any) -> str:
     """An AUC with its statistical error: never an AUC alone."""
     if not isinstance(auc, float) or math.isnan(auc):
         return ""
@@ -60,10 +69,10 @@ def write_tables(rows: list[dict[str, Any]], workdir: Path) -> None:
 
     def text(r: dict[str, Any], c: str) -> str:
         if c == "auc ± stat":
-            return _auc_text(r.get("auc"), r.get("auc_stat_err"))
+            return auc_text(r.get("auc"), r.get("auc_stat_err"))
         if c == "flags":
             return "; ".join(cell_flags(r["method"], r.get("n_train"), r.get("auc"), r.get("auc_stat_err")))
-        return _cell_text(r.get(c), c)
+        return cell_text(r.get(c), c)
 
     seeds = sorted({r["seed"] for r in rows})
     lines = ["# jetad benchmark", "", f"size {rows[0]['size']}, seeds {', '.join(map(str, seeds))}, "

@@ -90,10 +90,9 @@ def scan_windows(
         raise ValueError("no window could be scanned: " + "; ".join(r for _, r in scan.skipped[:3])
                          + (f"; and {len(scan.skipped) - 3} more" if len(scan.skipped) > 3 else ""))
     result = BumpHuntResult(
-        centers=scan.centers, lo=scan.lo, hi=scan.hi, n_obs=scan.n_obs, n_exp=scan.n_exp, sigma_exp=scan.sigma_exp,
-        z=scan.z, z_stat=scan.z_stat, fits=scan.fits, global_fit=global_fit, edges=edges,
-        counts=np.histogram(m, edges, weights=w)[0], width_fraction=width_fraction, n_events=int(inside.sum()),
-        include_fit_uncertainty=include_fit_uncertainty, seed=seed, fit_start=start, skipped=scan.skipped,
+        **vars(scan), global_fit=global_fit, edges=edges, counts=np.histogram(m, edges, weights=w)[0],
+        width_fraction=width_fraction, n_events=int(inside.sum()), include_fit_uncertainty=include_fit_uncertainty,
+        seed=seed, fit_start=start,
     )
     if n_toys > 0:
         _global_significance(result, n_toys, seed, min_sideband_events, fit_kw)

@@ -26,15 +26,9 @@ from jetad.evaluate.bumphunt.fit_start import FitStart
 
 
 @dataclass
-class BumpHuntResult:
-    """A window scan: per window the observed and expected counts, the local Z and the sideband fit.
-
-    Arrays are per scanned window, in order of `centers` [GeV]; windows that could not be scanned (too few
-    sideband events, a failed fit) are listed in `skipped` as (centre, reason) instead. `z` includes the
-    sideband-fit uncertainty when `include_fit_uncertainty` was set, `z_stat` never does. `global_p` is from
-    toys ((k + 1) / (n + 1), k toys with max Z >= the observed one; with k = 0 it is only the bound
-    p < 1 / (n + 1), see `global_p_is_bound`), `global_p_gv` the Gross-Vitells extrapolation; None without toys.
-    """
+class WindowScan:
+    """What `_scan` measured: per window it could fit, in order of `centers` [GeV], the observed and expected
+    counts, the local Z and the sideband fit; the windows it skipped as (centre, reason)."""
 
     centers: np.ndarray
     lo: np.ndarray
@@ -45,6 +39,20 @@ class BumpHuntResult:
     z: np.ndarray
     z_stat: np.ndarray
     fits: list[BackgroundFit]
+    skipped: list[tuple[float, str]]
+
+
+@dataclass
+class BumpHuntResult(WindowScan):
+    """A window scan: per window the observed and expected counts, the local Z and the sideband fit.
+
+    Arrays are per scanned window, in order of `centers` [GeV]; windows that could not be scanned (too few
+    sideband events, a failed fit) are listed in `skipped` as (centre, reason) instead. `z` includes the
+    sideband-fit uncertainty when `include_fit_uncertainty` was set, `z_stat` never does. `global_p` is from
+    toys ((k + 1) / (n + 1), k toys with max Z >= the observed one; with k = 0 it is only the bound
+    p < 1 / (n + 1), see `global_p_is_bound`), `global_p_gv` the Gross-Vitells extrapolation; None without toys.
+    """
+
     global_fit: BackgroundFit
     edges: np.ndarray
     counts: np.ndarray
@@ -60,7 +68,6 @@ class BumpHuntResult:
     global_p_gv: float | None = None
     n_toys_above: int | None = None
     fit_start: FitStart | None = None
-    skipped: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def best(self) -> int:
@@ -121,22 +128,6 @@ class BumpHuntResult:
             ],
             "skipped_windows": [{"center": float(c), "reason": r} for c, r in self.skipped],
         }
-
-
-@dataclass
-class WindowScan:
-    """What `_scan` measured: the windows it could fit (arrays, as in `BumpHuntResult`) and those it skipped."""
-
-    centers: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    n_obs: np.ndarray
-    n_exp: np.ndarray
-    sigma_exp: np.ndarray
-    z: np.ndarray
-    z_stat: np.ndarray
-    fits: list[BackgroundFit]
-    skipped: list[tuple[float, str]]
 
 
 def _check_width(width_fraction: float) -> None:
