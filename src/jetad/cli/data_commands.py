@@ -15,6 +15,7 @@ from jetad.cli.options import (
     check_writable,
     existing,
     n_sig_option,
+    number_in,
     positive,
     process_options,
     writable,
@@ -44,6 +45,9 @@ def generate(
     m_wprime: float = typer.Option(3500.0, "--m-wprime", callback=positive, help="lhco-sig: W' mass [GeV]."),
     m_x: float = typer.Option(500.0, "--m-x", callback=positive, help="lhco-sig: X mass [GeV]."),
     m_y: float = typer.Option(100.0, "--m-y", callback=positive, help="lhco-sig: Y mass [GeV]."),
+    decay: str | None = typer.Option(None, "--decay", help="lhco-sig: 'xy' (W' -> X Y, default) or 'qq' (W' -> q q')."),
+    tune: str | None = typer.Option(None, "--tune", help="lhco-bkg: a mis-modelled simulation variant (a14, 4c, "
+                                    "fsr-up, fsr-down, vincia; default the nominal Monash tune)."),
     shard_size: int = typer.Option(10_000, "--shard-size", min=1, help="Rows per shard file."),
     workers: int = typer.Option(1, "--workers", min=1, help="Dask LocalCluster worker processes."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Address of a dask.distributed scheduler."),
@@ -59,7 +63,7 @@ def generate(
     if process not in PROCESSES:
         raise ValueError(f"unknown process {process!r}; choose one of {', '.join(PROCESSES)}")
     options = process_options(process, m_med=m_med, r_inv=r_inv, m_dark=m_dark, lambda_dark=lambda_dark,
-                               m_wprime=m_wprime, m_x=m_x, m_y=m_y)
+                               m_wprime=m_wprime, m_x=m_x, m_y=m_y, decay=decay, tune=tune)
     try:  # the settings are checked where they are made (GenerationConfig); a bad combination is a usage error
         cfg = default_config(process, jet_r=jet_r, pt_min=pt_min, pt_max=pt_max, eta_max=eta_max, mpi=mpi,
                              detector=detector, n_constituents=n_constituents, match=match, options=options)
@@ -143,8 +147,9 @@ def inspect(
 def blackbox(
     background: Path = typer.Argument(..., callback=existing("sample"),
                                       help="QCD dijet jetad file (from 'jetad generate lhco-bkg')."),
-    signal: Path | None = typer.Option(None, "--signal", callback=existing("sample"),
-                                       help="Signal dijet file (from 'jetad generate lhco-sig')."),
+    signal: list[Path] | None = typer.Option(None, "--signal", callback=existing("sample"),
+                                             help="Signal dijet file (from 'jetad generate lhco-sig'); "
+                                                  "twice for --kind two-modes (one file per decay mode)."),
     n_bkg: int = typer.Option(..., "--n-bkg", min=0,
                               help="Events in the box (background rows, or all rows if secret)."),
     n_sig: str = typer.Option("0", "--n-sig", parser=n_sig_option,
@@ -152,10 +157,29 @@ def blackbox(
     out: Path = typer.Option(..., "-o", "--out", callback=writable(), help="Black box HDF5 (LHC Olympics layout)."),
     key: Path | None = typer.Option(None, "--key", callback=writable(), help="Truth key file (default: OUT.key.json)."),
     seed: int = typer.Option(0, "--seed", min=0),
+    kind: str = typer.Option("one", "--kind", help="one | empty-mismodelled (no signal, background from a "
+                             "mis-modelled lhco-bkg tune) | two-modes (two signal files mixed)."),
+    mode_fraction: float = typer.Option(0.5, "--mode-fraction", callback=number_in(0.0, 1.0),
+                                        help="two-modes: fraction of the signal events from the first --signal."),
 ) -> None:
     """Mix QCD dijets with an injected signal into an LHC-Olympics-style black box, truth kept separately."""
-    from jetad.tasks.blackbox import key_path, make_blackbox
+    from jetad.tasks.blackbox import BLACKBOX_KINDS, key_path, make_blackbox
 
-    path = make_blackbox(background, signal, n_bkg, n_sig, out, key_out=key, seed=seed)
-    console.print(f"black box [bold]{path}[/bold] (truth in {key_path(out, key)}); "
+    check_choice(kind, BLACKBOX_KINDS, "--kind")
+    signals = list(signal or [])
+    _check_blackbox_kind(kind, signals, n_sig, mode_fraction)
+    path = make_blackbox(background, signals or None, n_bkg, n_sig, out, key_out=key, seed=seed, kind=kind,
+                         mode_fraction=mode_fraction)
+    console.print(f"black box [bold]{path}[/bold] ({kind}; truth in {key_path(out, key)}); "
                   f"convert it with 'jetad convert {path} -o box.h5'")
+
+
+def _check_blackbox_kind(kind: str, signals: list[Path], n_sig: int | str, mode_fraction: float) -> None:
+    """A usage error (exit 2) naming --kind when --signal / --n-sig do not fit the box kind."""
+    from jetad.tasks.blackbox import check_kind
+
+    try:
+        check_kind(kind, signals, n_sig, mode_fraction)
+    except ValueError as err:
+        message = str(err).replace("n_sig", "--n-sig").replace("signal file", "--signal file")
+        raise typer.BadParameter(message, param_hint="'--kind'") from None

@@ -170,13 +170,27 @@ def n_sig_option(value: str) -> str | int:
     return int(value)
 
 
-def process_options(process: str, **given: float | None) -> dict[str, float]:
-    """The `generate` options that belong to `process` (SVJ dark sector, LHCO signal masses), checked."""
-    names = {"svj": ("m_med", "r_inv", "m_dark", "lambda_dark"), "lhco-sig": ("m_wprime", "m_x", "m_y")}
+def process_options(process: str, **given: float | str | None) -> dict[str, float | str]:
+    """The `generate` options that belong to `process` (SVJ dark sector, LHCO signal masses and decay, LHCO
+    background tune), checked; options left at None are not recorded (nominal files keep their hash)."""
+    from jetad.generate.processes import LHCO_BKG_TUNES, LHCO_SIG_DECAYS
+
+    names = {"svj": ("m_med", "r_inv", "m_dark", "lambda_dark"), "lhco-sig": ("m_wprime", "m_x", "m_y", "decay"),
+             "lhco-bkg": ("tune",)}
+    for option, value in given.items():
+        if isinstance(value, str) and option not in names.get(process, ()):
+            raise typer.BadParameter(f"applies to {'lhco-bkg' if option == 'tune' else 'lhco-sig'} only, not "
+                                     f"{process}", param_hint=f"'--{option}'")
+    check_choice(given.get("tune"), tuple(LHCO_BKG_TUNES), "--tune")
+    check_choice(given.get("decay"), LHCO_SIG_DECAYS, "--decay")
     options = {k: v for k, v in given.items() if k in names.get(process, ()) and v is not None}
-    if process == "lhco-sig" and options["m_x"] + options["m_y"] >= options["m_wprime"]:
-        raise typer.BadParameter(f"X + Y = {options['m_x'] + options['m_y']:g} GeV must be below the W' mass "
-                                 f"{options['m_wprime']:g} GeV", param_hint="'--m-x'/'--m-y'/'--m-wprime'")
+    if process == "lhco-sig" and options.get("decay") == "qq":  # W' -> q q': the X and Y masses do not enter
+        return {k: v for k, v in options.items() if k not in ("m_x", "m_y")}
+    if process == "lhco-sig":
+        m_x, m_y, m_wprime = (float(options[k]) for k in ("m_x", "m_y", "m_wprime"))
+        if m_x + m_y >= m_wprime:
+            raise typer.BadParameter(f"X + Y = {m_x + m_y:g} GeV must be below the W' mass {m_wprime:g} GeV",
+                                     param_hint="'--m-x'/'--m-y'/'--m-wprime'")
     return options
 
 

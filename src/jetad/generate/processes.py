@@ -10,7 +10,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PROCESSES", "GenerationConfig", "ProcessCard", "process_card"]
+__all__ = ["LHCO_BKG_TUNES", "LHCO_SIG_DECAYS", "NOMINAL_TUNE", "PROCESSES", "GenerationConfig", "ProcessCard",
+           "bkg_tune", "process_card", "sig_decay"]
 
 #: Particle ids treated as invisible: neutrinos, Hidden Valley stable dark hadrons (51, 53) and all 49xxxxx.
 NEUTRINO_IDS = (12, 14, 16)
@@ -42,7 +43,9 @@ class GenerationConfig:
         mpi: multiparton interactions on/off.
         detector: 'none' (particle level) or 'delphes-like' (fast tracker + calorimeter emulation).
         n_constituents: P, constituents kept per jet (leading in pT).
-        options: process parameters (SVJ: m_med, r_inv, m_dark, lambda_dark; LHCO: m_wprime, m_x, m_y).
+        options: process parameters (SVJ: m_med, r_inv, m_dark, lambda_dark; lhco-sig: m_wprime, m_x, m_y,
+            decay; lhco-bkg: pthat_min, tune). An option at its default is best left out: the config hash
+            (the cache address) covers the options as given.
     """
 
     process: str
@@ -105,6 +108,25 @@ class ProcessCard:
 
 
 PROCESSES = ("qcd", "top", "wz", "svj", "lhco-bkg", "lhco-sig")
+
+#: The nominal simulation of the LHCO background: Pythia's default Monash 2013 tune (1404.5630).
+NOMINAL_TUNE = "monash"
+#: Background simulations for the ``tune`` option of ``lhco-bkg``: the nominal one and mis-modelled variants,
+#: as the LHCO black box 2 used a different generator for its background (2101.08320). Each adds its settings
+#: before every other line (a ``Tune:pp`` resets the tune's parameters only; the switches that follow still hold).
+LHCO_BKG_TUNES: dict[str, tuple[str, ...]] = {
+    NOMINAL_TUNE: (),
+    "a14": ("Tune:pp = 21",),  # ATLAS A14 central tune, NNPDF2.3 LO (ATL-PHYS-PUB-2014-021)
+    "4c": ("Tune:pp = 5",),  # Tune 4C, CTEQ6L1 (1011.1759)
+    "fsr-up": ("TimeShower:renormMultFac = 0.25",),  # final-state shower alphaS at muR = pT/2
+    "fsr-down": ("TimeShower:renormMultFac = 4",),  # final-state shower alphaS at muR = 2 pT
+    "vincia": ("PartonShowers:model = 2",),  # the Vincia antenna shower instead of the pT-ordered one (2003.00702)
+}
+#: Decays of the ``lhco-sig`` W' for the ``decay`` option: to X Y (both to quarks; the R&D signal, the default)
+#: or directly to a light quark pair (a plain dijet resonance, as one mode of LHCO black box 3).
+LHCO_SIG_DECAYS = ("xy", "qq")
+#: The W' -> q q'bar channels of ``decay = "qq"``: light and charm quarks, b only with u or c (no top).
+_WPRIME_QQ = ("1 2", "1 4", "2 3", "3 4", "2 5", "4 5")
 
 
 def _pthat_window(cfg: GenerationConfig) -> list[str]:
@@ -186,10 +208,15 @@ def process_card(cfg: GenerationConfig) -> ProcessCard:
         return ProcessCard(settings, "jets", match_ids=(4900101,), match_min_partons=0, label_name="svj")
     if cfg.process == "lhco-bkg":
         pthat = float(opts.get("pthat_min", 0.8 * cfg.pt_min))
-        return ProcessCard([*common, "HardQCD:all = on", f"PhaseSpace:pTHatMin = {pthat:g}"], "dijet",
+        tune = list(LHCO_BKG_TUNES[bkg_tune(opts)])
+        return ProcessCard([*tune, *common, "HardQCD:all = on", f"PhaseSpace:pTHatMin = {pthat:g}"], "dijet",
                            label_name="qcd-dijet")
-    # lhco-sig: W' -> X Y, X and Y stand in as the W (24) and Z (23) with new masses, both hadronic.
     m_wp, m_x, m_y = (float(opts.get(k, d)) for k, d in (("m_wprime", 3500), ("m_x", 500), ("m_y", 100)))
+    if sig_decay(opts) == "qq":
+        settings = [*common, "NewGaugeBoson:ffbar2Wprime = on", f"34:m0 = {m_wp:g}", "34:onMode = off",
+                    *(f"34:onIfMatch = {pair}" for pair in _WPRIME_QQ)]
+        return ProcessCard(settings, "dijet", label_name="wprime-qq")
+    # lhco-sig: W' -> X Y, X and Y stand in as the W (24) and Z (23) with new masses, both hadronic.
     settings = [
         *common,
         "NewGaugeBoson:ffbar2Wprime = on",
@@ -203,6 +230,24 @@ def process_card(cfg: GenerationConfig) -> ProcessCard:
         *_hadronic(23),
     ]
     return ProcessCard(settings, "dijet", label_name="wprime-xy")
+
+
+def bkg_tune(options: dict[str, Any]) -> str:
+    """The ``tune`` option of ``lhco-bkg`` (absent: the nominal Monash tune, so nominal configs and their hashes
+    are those made before the option existed); a name outside `LHCO_BKG_TUNES` is a ValueError."""
+    tune = options.get("tune", NOMINAL_TUNE)
+    if tune not in LHCO_BKG_TUNES:
+        raise ValueError(f"lhco-bkg option tune={tune!r} is not one of {', '.join(LHCO_BKG_TUNES)}")
+    return str(tune)
+
+
+def sig_decay(options: dict[str, Any]) -> str:
+    """The ``decay`` option of ``lhco-sig`` (absent: W' -> X Y, the configs made before the option existed);
+    a name outside `LHCO_SIG_DECAYS` is a ValueError. With ``qq`` the X and Y masses are unused."""
+    decay = options.get("decay", "xy")
+    if decay not in LHCO_SIG_DECAYS:
+        raise ValueError(f"lhco-sig option decay={decay!r} is not one of {', '.join(LHCO_SIG_DECAYS)}")
+    return str(decay)
 
 
 def default_config(process: str, **overrides: Any) -> GenerationConfig:
