@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--representation-dim", type=int, default=20, help="size of NuRD's r_X")
     ap.add_argument("--dcor-weights", choices=("perp", "none"), default="perp",
                     help="diagnostic: 'none' computes the dcor penalty without the p_perp weights (CE keeps them)")
+    ap.add_argument("--dcor-on", choices=nurd.DCOR_SPACES, default="representation",
+                    help="what the dcor penalty decorrelates from the mass: r_X, whitened r_X, or the score")
     ap.add_argument("--no-ae", action="store_true", help="skip the autoencoder baseline")
     ap.add_argument("--table-only", action="store_true", help="train nothing: tabulate the runs already written")
     ap.add_argument("--results", default="results", help="stem of the result files/folder in --workdir")
@@ -124,6 +126,8 @@ def run_specs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     tag_all = f", batch {args.batch_size}" if args.batch_size != 128 else ""
     tag_all += f", r_X dim {args.representation_dim}" if args.representation_dim != 20 else ""
     dcor_tag = ", unweighted dCor" if args.dcor_weights == "none" else ""
+    dcor_tag += f" of the {args.dcor_on} r_X" if args.dcor_on == "whitened" else \
+        " of the score" if args.dcor_on == "score" else ""
     specs = {}
     for seed in args.seeds:
         for lam in args.lams:
@@ -135,6 +139,8 @@ def run_specs(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                         "seed": seed, **critic, **common}
                 if args.representation_dim != 20:
                     spec["representation_dim"] = args.representation_dim
+                if penalty == "dcor" and args.dcor_on != "representation":
+                    spec["dcor_on"] = args.dcor_on
                 if penalty == "dcor" and args.dcor_weights == "none":
                     spec["dcor_weights"] = "none"
                 specs[key] = {"group": group, "seed": seed, "spec": spec}

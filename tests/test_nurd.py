@@ -167,6 +167,22 @@ def test_the_dependence_penalty_removes_a_planted_nuisance_direction():
         assert found[10.0][cls]["r2"] < 0.5 * found[0.0][cls]["r2"], found
 
 
+@pytest.mark.parametrize("dcor_on", ["whitened", "score"])
+def test_the_penalty_in_the_scores_metric_decorrelates_the_score(dcor_on):
+    """dCor on the whitened r_X (the Mahalanobis metric) or on the score itself: the QCD-like class's score
+    loses most of its correlation with the planted nuisance."""
+    train, test = planted_nuisance_jets(3000, 1), planted_nuisance_jets(3000, 2)
+    common = {"inputs": {"kind": "features", "features": ("x1", "x2", "x3")}, "batch_size": 512, "epochs": 30,
+              "patience": 30, "representation_dim": 4, "hidden": 32, "critic_hidden": (32, 32), "n_bins": 10,
+              "seed": 4, "penalty": "dcor"}
+    q = test.label == 0
+    pearson = {lam: abs(np.corrcoef(NuRD(lam=lam, dcor_on=dcor_on, **common).fit(train).score(test)[q],
+                                    test.jets[q, 3])[0, 1]) for lam in (0.0, 10.0)}
+    assert pearson[0.0] > 0.15 and pearson[10.0] < 0.5 * pearson[0.0], pearson
+    with pytest.raises(ValueError, match="dcor_on"):
+        NuRD(dcor_on="pixels")
+
+
 def test_the_batch_shuffle_samples_the_marginal():
     from jetad.detectors.nurd import shuffle_batch
 

@@ -31,9 +31,12 @@ from jetad.data.sample import JetSample, SchemaError
 from jetad.detectors.base import Progress, TorchDetector, register
 from jetad.detectors.nurd_weights import NuisanceWeights
 
-__all__ = ["PENALTIES", "LogRatioCritic", "NuRD", "NuRDClassifier", "shuffle_batch"]
+__all__ = ["DCOR_SPACES", "PENALTIES", "LogRatioCritic", "NuRD", "NuRDClassifier", "shuffle_batch"]
 
 PENALTIES = ("critic", "dcor")
+#: What the 'dcor' penalty measures the dependence of on Z: r_X itself (Euclidean distances between jets), r_X
+#: whitened with the batch's pooled within-class covariance (the metric of the Mahalanobis score), or the score.
+DCOR_SPACES = ("representation", "whitened", "score")
 
 
 class NuRDClassifier(nn.Module):
@@ -109,7 +112,11 @@ class NuRD(TorchDetector):
         representation_dim: size of r_X, the penultimate layer (20 in the reference).
         lam: lambda, weight of the dependence penalty (0.001, the reference's best, for the critic).
         penalty: 'critic' (the reference: a critic's log-ratio estimate of the information r_X carries about Z)
-            or 'dcor' (per-class distance correlation dCor^2(r_X, Z) in each batch, weighted; no adversary).
+            or 'dcor' (per-class distance correlation dCor^2(., Z) in each batch, weighted; no adversary).
+        dcor_on: what the 'dcor' penalty decorrelates from Z (`DCOR_SPACES`): 'representation' (r_X, Euclidean
+            distances: dominated by its high-variance directions), 'whitened' (r_X whitened by the batch's pooled
+            within-class covariance, the metric the Mahalanobis score uses: every direction counts) or 'score'
+            (the score itself, min over classes of the Mahalanobis distance to running class means / covariance).
         critic_hidden: critic MLP widths (256, 128, 68 in the reference).
         critic_every, critic_steps, critic_lr: the critic is refreshed every `critic_every` classifier steps with
             `critic_steps` Adam steps on the current batch (1 and 1: alternate updates, as in the reference).
@@ -132,13 +139,16 @@ class NuRD(TorchDetector):
                  channels: tuple[int, int] = (8, 16), hidden: int = 64, lam: float = 0.001,
                  critic_hidden: tuple[int, ...] = (256, 128, 68), critic_every: int = 1, critic_steps: int = 1,
                  critic_lr: float = 1e-3, critic_refits: int = 2, critic_max_epochs: int = 20, penalty: str = "critic",
-                 covariance: str = "shared", shrinkage: float = 0.01, score_kind: str = "min", **kwargs: Any):
+                 dcor_on: str = "representation", covariance: str = "shared", shrinkage: float = 0.01,
+                 score_kind: str = "min", **kwargs: Any):
         super().__init__(**kwargs)
         if self.disco_lambda or self.reweight_observer or self.use_sample_weights:
             raise ValueError("NuRD removes the nuisance with its own weights and critic (nuisance=, lam=); "
                              "disco_lambda, reweight_observer and use_sample_weights do not apply")
         if penalty not in PENALTIES:
             raise ValueError(f"penalty must be one of {PENALTIES}, got {penalty!r}")
+        if dcor_on not in DCOR_SPACES:
+            raise ValueError(f"dcor_on must be one of {DCOR_SPACES}, got {dcor_on!r}")
         if covariance not in ("shared", "class"):
             raise ValueError(f"covariance must be 'shared' or 'class', got {covariance!r}")
         if score_kind != "min" and not score_kind.startswith("class:"):
@@ -152,6 +162,7 @@ class NuRD(TorchDetector):
         self.critic_hidden, self.critic_every, self.critic_steps = tuple(critic_hidden), critic_every, critic_steps
         self.critic_lr, self.covariance, self.shrinkage, self.score_kind = critic_lr, covariance, shrinkage, score_kind
         self.critic_refits, self.critic_max_epochs, self.penalty = critic_refits, critic_max_epochs, penalty
+        self.dcor_on = dcor_on
 
     def default_inputs(self) -> dict[str, Any]:
         return {"kind": "images", "image_size": 50}
@@ -208,12 +219,51 @@ class NuRD(TorchDetector):
         return (w * (self.critic_(r, y, z) - self.critic_(r, y, z_shuffled))).mean()
 
     def _dcor(self, r: torch.Tensor, y: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Mean over classes of the weighted dCor^2(r_X, Z) within the class (0 = independent given Y)."""
+        """Mean over classes of the weighted dCor^2(v, Z) within the class (0 = independent given Y), where v is
+        r_X, the whitened r_X or the score (`dcor_on`)."""
         from jetad.detectors.disco import distance_correlation_sq
 
-        terms = [distance_correlation_sq(r[y == k], z[y == k], w[y == k]) for k in range(len(self.classes_))
+        v = r if self.dcor_on == "representation" else self._whitened(r, y) if self.dcor_on == "whitened" else \
+            self._running_score(r)
+        terms = [distance_correlation_sq(v[y == k], z[y == k], w[y == k]) for k in range(len(self.classes_))
                  if int((y == k).sum()) > 2]
         return torch.stack(terms).mean().to(r.dtype) if terms else r.sum() * 0
+
+    def _whitened(self, r: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """r_X times the inverse Cholesky factor of the batch's pooled within-class covariance (held fixed in the
+        gradient; shrunk by `max(shrinkage, 0.01)` so a batch smaller than r_X stays invertible)."""
+        rd = r.detach().double()
+        centred = rd.clone()
+        for k in range(len(self.classes_)):
+            rows = y == k
+            if int(rows.sum()):
+                centred[rows] = rd[rows] - rd[rows].mean(0)
+        return r.double() @ _inverse_cholesky(centred.T @ centred / len(rd), max(self.shrinkage, 0.01)).T
+
+    def _running_score(self, r: torch.Tensor) -> torch.Tensor:
+        """The score of r_X (`score_kind`: the min over classes or one class's Mahalanobis distance) against
+        running class means and pooled covariance (`_update_running_stats`): the penalty sees what a cut uses."""
+        means, cov = self._running
+        diff = r.double()[:, None, :] - means[None]
+        prec_half = _inverse_cholesky(cov, self.shrinkage)
+        d = (diff @ prec_half.T).square().sum(-1).add(1e-12).sqrt()
+        col = self._score_column()
+        return d.min(1).values if col is None else d[:, col]
+
+    def _update_running_stats(self, r: torch.Tensor, y: torch.Tensor, momentum: float = 0.1) -> None:
+        """Exponential running class means and pooled within-class covariance of the training r_X (detached)."""
+        rd, k = r.detach().double(), len(self.classes_)
+        means = self._running[0].clone() if self._running is not None else torch.zeros(
+            (k, rd.shape[1]), dtype=torch.float64, device=rd.device)
+        centred = rd.clone()
+        for c in range(k):
+            rows = y == c
+            if int(rows.sum()):
+                batch_mean = rd[rows].mean(0)
+                means[c] = batch_mean if self._running is None else (1 - momentum) * means[c] + momentum * batch_mean
+                centred[rows] = rd[rows] - means[c]
+        cov = centred.T @ centred / len(rd)
+        self._running = (means, cov if self._running is None else (1 - momentum) * self._running[1] + momentum * cov)
 
     def _batch_represent(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """r_X as the penalty sees it in training: batch-normalized over random batches of `batch_size` jets.
@@ -276,6 +326,8 @@ class NuRD(TorchDetector):
             logs["critic_refit_loss"] = self._refit_critic(self._n_steps)
         x, y, z, w = self._x[idx], self._y[idx], self._z[idx], self._w[idx]
         logits, r = self.model_(x)
+        if self.penalty == "dcor" and self.dcor_on == "score":
+            self._update_running_stats(r, y)
         z_shuffled = shuffle_batch(z)
         if critic and self.critic_steps and self._n_steps % self.critic_every == 0:
             rd = r.detach()
@@ -315,12 +367,14 @@ class NuRD(TorchDetector):
 
     def extra_state(self) -> Any:
         return {"critic": self.critic_.state_dict(), "critic_opt": self._critic_opt.state_dict(),
-                "n_steps": self._n_steps}
+                "n_steps": self._n_steps, "running": None if self._running is None else list(self._running)}
 
     def load_extra_state(self, state: Any) -> None:
         self.critic_.load_state_dict(state["critic"])
         self._critic_opt.load_state_dict(state["critic_opt"])
         self._n_steps = state["n_steps"]
+        running = state.get("running")
+        self._running = None if running is None else (running[0], running[1])
 
     def fit(self, train: JetSample, val: JetSample | None = None, progress: Progress | None = None,
             monitor: Callable[[Any], dict[str, float]] | None = None) -> NuRD:
@@ -354,7 +408,7 @@ class NuRD(TorchDetector):
         self.model_ = self.build_model(self.spec_.shape).to(dev)
         self.critic_ = LogRatioCritic(self.representation_dim, k, self.critic_hidden).to(dev)
         self._critic_opt = torch.optim.Adam(self.critic_.parameters(), lr=self.critic_lr)
-        self._n_steps = 0
+        self._n_steps, self._running = 0, None
         z_va_t = t((z_va - zs["z_mean"]) / zs["z_std"])
         val_t = (t(x_va), t(y_va, torch.int64), z_va_t, t(w_va),
                  shuffle_batch(z_va_t, torch.Generator().manual_seed(int(self.seed) + 7)))
@@ -439,6 +493,14 @@ class NuRD(TorchDetector):
         self.means_, self.precisions_ = state["means"], state["precisions"]
         self.weighting_report_, self.n_critic_parameters_ = state["weighting_report"], state["n_critic_parameters"]
         self.weighting_ = NuisanceWeights(**state["weighting"])
+
+
+def _inverse_cholesky(cov: torch.Tensor, shrinkage: float) -> torch.Tensor:
+    """L^-1 for the shrunk covariance (1 - s) C + s tr(C)/d I = L L^T: x @ L^-T has unit covariance."""
+    d = cov.shape[0]
+    eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
+    shrunk = (1 - shrinkage) * cov + (shrinkage * torch.trace(cov) / d + 1e-9) * eye
+    return torch.linalg.solve_triangular(torch.linalg.cholesky(shrunk), eye, upper=False)
 
 
 class NuRDScore(nn.Module):
