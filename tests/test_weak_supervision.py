@@ -201,7 +201,9 @@ def test_quak_signal_prior_scores_signal_higher(injected):
 
 #: Fast settings of every registered search for the contract test (the zoo; a new search adds its line).
 SEARCH_ZOO = {"cwola": {}, "cathode": {"flow_params": SMALL_FLOW | {"epochs": 2}, "oversampling": 1},
-              "tag_n_train": {"ae_params": {"epochs": 2}}, "quak": {"ae_params": {"epochs": 2}}}
+              "tag_n_train": {"ae_params": {"epochs": 2}}, "quak": {"ae_params": {"epochs": 2}},
+              "pca": {}, "gan_ae": {"epochs": 2}, "latent_vae": {"epochs": 2},
+              "regularized_likelihood": {"flow_params": {"transforms": 2, "hidden": (16, 16), "epochs": 2}}}
 
 
 def test_every_registered_search_is_in_the_zoo():

@@ -181,8 +181,9 @@ def process_options(process: str, **given: float | str | None) -> dict[str, floa
         if isinstance(value, str) and option not in names.get(process, ()):
             raise typer.BadParameter(f"applies to {'lhco-bkg' if option == 'tune' else 'lhco-sig'} only, not "
                                      f"{process}", param_hint=f"'--{option}'")
-    check_choice(given.get("tune"), tuple(LHCO_BKG_TUNES), "--tune")
-    check_choice(given.get("decay"), LHCO_SIG_DECAYS, "--decay")
+    for option, choices in (("tune", tuple(LHCO_BKG_TUNES)), ("decay", LHCO_SIG_DECAYS)):
+        value = given.get(option)
+        check_choice(None if value is None else str(value), choices, f"--{option}")
     options = {k: v for k, v in given.items() if k in names.get(process, ()) and v is not None}
     if process == "lhco-sig" and options.get("decay") == "qq":  # W' -> q q': the X and Y masses do not enter
         return {k: v for k, v in options.items() if k not in ("m_x", "m_y")}

@@ -133,6 +133,8 @@ class NuRD(TorchDetector):
 
     name: ClassVar[str] = "nurd"
     model_: NuRDClassifier
+    #: Running class means (K, d) and pooled covariance (d, d) of the training r_X (`dcor_on="score"`).
+    _running: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __init__(self, nuisance: str = "mass", classes: tuple[int, ...] | None = None, weighting: str = "binned",
                  n_bins: int = 20, max_weight: float = 20.0, representation_dim: int = 20,
@@ -243,6 +245,8 @@ class NuRD(TorchDetector):
     def _running_score(self, r: torch.Tensor) -> torch.Tensor:
         """The score of r_X (`score_kind`: the min over classes or one class's Mahalanobis distance) against
         running class means and pooled covariance (`_update_running_stats`): the penalty sees what a cut uses."""
+        if self._running is None:
+            raise RuntimeError("NuRD: the score penalty needs the running class statistics of a training step")
         means, cov = self._running
         diff = r.double()[:, None, :] - means[None]
         prec_half = _inverse_cholesky(cov, self.shrinkage)

@@ -14,7 +14,16 @@ from typing import Any
 from jetad.data.model_file import read_model_payload
 from jetad.data.sample import SchemaError
 from jetad.detectors.estimator import REGISTRIES, Estimator
-from jetad.searches import cathode, cwola, quak, tag_n_train  # noqa: F401  (register the searches)
+from jetad.searches import (  # noqa: F401  (register the searches)
+    cathode,
+    cwola,
+    gan_ae,
+    latent_vae,
+    pca,
+    quak,
+    regularized_likelihood,
+    tag_n_train,
+)
 from jetad.searches.base import ResonantSearch
 from jetad.searches.inputs import DEFAULT_SEARCH_FEATURES
 
