@@ -16,13 +16,20 @@ from jetad.data.sample import SchemaError
 from jetad.detectors.estimator import REGISTRIES, Estimator
 from jetad.searches import (  # noqa: F401  (register the searches)
     cathode,
+    combined,
     cwola,
     gan_ae,
+    gis,
+    lacathode,
     latent_vae,
     pca,
     quak,
     regularized_likelihood,
+    salad,
+    supervised,
     tag_n_train,
+    topics,
+    ucluster,
 )
 from jetad.searches.base import ResonantSearch
 from jetad.searches.inputs import DEFAULT_SEARCH_FEATURES
