@@ -206,7 +206,10 @@ SEARCH_ZOO = {"cwola": {}, "cathode": {"flow_params": SMALL_FLOW | {"epochs": 2}
               "regularized_likelihood": {"flow_params": {"transforms": 2, "hidden": (16, 16), "epochs": 2}},
               "topics": {}, "ucluster": {"pretrain_epochs": 1, "epochs": 1}, "combined": {"n_ensemble": 1},
               "gis": {}, "lacathode": {"flow_params": SMALL_FLOW | {"epochs": 2}, "oversampling": 1, "n_ensemble": 2},
-              "salad": {"n_ensemble": 2, "reweighter": "hgb"}, "supervised": {"classifier": "hgb", "n_ensemble": 2}}
+              "salad": {"n_ensemble": 2, "reweighter": "hgb"}, "supervised": {"classifier": "hgb", "n_ensemble": 2},
+              "graph_ae": {"epochs": 2, "n_particles": 12, "hidden": 8},
+              "emd_ae": {"epochs": 2, "n_particles": 12, "hidden": 8},
+              "vrnn": {"epochs": 2, "n_particles": 12, "hidden": 8}, "lund_lda": {"max_iter": 5}}
 #: The fit inputs beyond the data of the searches that need them (simulated background, a signal library).
 SEARCH_FIT = {"salad": lambda: {"simulation": toy_dijets(3000, 0, seed=70)},
               "supervised": lambda: {"simulation": toy_dijets(3000, 0, seed=70),
@@ -219,6 +222,15 @@ def fit_inputs(name: str) -> dict:
     return SEARCH_FIT[name]() if name in SEARCH_FIT else {}
 
 
+def contract_toy(name: str, n_bkg: int, n_sig: int, seed: int) -> JetSample:
+    """The toy events a search reads: with both jets' constituents for the particle-level searches."""
+    if SEARCHES[name].reads_constituents:
+        from test_particle_searches import toy_particle_dijets
+
+        return toy_particle_dijets(n_bkg, n_sig, seed=seed)
+    return toy_dijets(n_bkg, n_sig, seed=seed)
+
+
 def test_every_registered_search_is_in_the_zoo():
     assert set(SEARCHES) == set(SEARCH_ZOO), sorted(SEARCHES)
 
@@ -226,7 +238,7 @@ def test_every_registered_search_is_in_the_zoo():
 @pytest.mark.parametrize("name", sorted(SEARCH_ZOO))
 def test_search_contract(name):
     """fit -> self, one finite score per event, the same seed gives the same scores, clear errors."""
-    data = toy_dijets(3000, 60, seed=7)
+    data = contract_toy(name, 3000, 60, seed=7)
     search = make_search(name, seed=3, n_folds=2, min_sideband_events=50, **SEARCH_ZOO[name])
     with pytest.raises(RuntimeError, match="not fitted"):
         search.score(data)
@@ -247,7 +259,7 @@ def test_search_contract(name):
 def test_a_saved_search_scores_like_the_fitted_one(name, tmp_path):
     from jetad.searches import is_search_file, load_search
 
-    data, new = toy_dijets(3000, 60, seed=7), toy_dijets(800, 40, seed=8)
+    data, new = contract_toy(name, 3000, 60, seed=7), contract_toy(name, 800, 40, seed=8)
     params = SEARCH_ZOO[name]
     search = make_search(name, seed=3, n_folds=2, min_sideband_events=50, **params).fit(data, **fit_inputs(name))
     path = search.save(tmp_path / "search.pt")

@@ -18,10 +18,13 @@ from jetad.searches import (  # noqa: F401  (register the searches)
     cathode,
     combined,
     cwola,
+    emd_ae,
     gan_ae,
     gis,
+    graph_ae,
     lacathode,
     latent_vae,
+    lund_lda,
     pca,
     quak,
     regularized_likelihood,
@@ -30,6 +33,7 @@ from jetad.searches import (  # noqa: F401  (register the searches)
     tag_n_train,
     topics,
     ucluster,
+    vrnn,
 )
 from jetad.searches.base import ResonantSearch
 from jetad.searches.inputs import DEFAULT_SEARCH_FEATURES
