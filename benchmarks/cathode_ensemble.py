@@ -48,13 +48,14 @@ VARIANTS = {"before": {"n_ensemble": 1}, "after": {}}
 REFERENCE_REPO = "https://github.com/HEPML-AnomalyDetection/CATHODE"
 
 
-def build_box(production: Path, signal: Path | None, n_bkg: int, sr_signal: int, seed: int):
+def build_box(production: Path, signal: Path | None, n_bkg: int, sr_signal: int, seed: int,
+              constituents: bool = False):
     """(sample, truth) with the first n_bkg QCD events and signal events until sr_signal lie in the SR."""
-    bkg = read_sample(production, 0, n_bkg, constituents=False)
+    bkg = read_sample(production, 0, n_bkg, constituents=constituents)
     truth = np.zeros(len(bkg), bool)
     if signal is None or sr_signal == 0:
         return bkg, truth
-    sig = read_sample(signal, constituents=False)
+    sig = read_sample(signal, constituents=constituents)
     order = np.random.default_rng(seed).permutation(len(sig))
     in_sr = (sig.event["mjj"][order] >= SIGNAL_REGION[0]) & (sig.event["mjj"][order] < SIGNAL_REGION[1])
     if in_sr.sum() < sr_signal:
