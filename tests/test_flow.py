@@ -161,3 +161,14 @@ def test_event_level_context_is_standardized_with_training_statistics():
     logm = np.log1p(mjj)
     assert abs(det.context_mean_[0] - logm.mean()) < 0.05
     assert det.sample(5, context=[3000, 3200, 3400, 3600, 3800], seed=0).shape == (5, 1)
+
+
+def test_latents_of_the_training_distribution_are_standard_normal(conditional_flow):
+    """z = f(x; m) maps held-out jets of every mass to N(0, I): the mass trend of the features is gone."""
+    held = conditional_sample(3000, seed=9)
+    z = conditional_flow.latents(held)
+    assert z.shape == (3000, 2) and np.isfinite(z).all()
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=0.15)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=0.15)
+    mass = held.jets[:, 3]
+    assert max(abs(np.corrcoef(z[:, j], mass)[0, 1]) for j in range(2)) < 0.1  # raw features: ~0.9 with the mass

@@ -184,6 +184,19 @@ class FlowDensity(TorchDetector):
         """log p(x [| context]) per jet, in raw feature units for the 'standard' scaling (= -score)."""
         return -self.score(sample)
 
+    def latents(self, sample: JetSample, batch_size: int = 8192) -> np.ndarray:
+        """(N, F) base-space points z = f(x [; context]) of the jets (N(0, I) for the training distribution),
+        through the input scaling and context standardization of training (LaCATHODE 2210.14924 works here)."""
+        self._check_fitted()
+        rows = self._model_inputs(sample, sample.describe("flow input"))
+        self.model_.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(rows), batch_size):
+                x, c = self._split_batch(torch.as_tensor(rows[i:i + batch_size], device=self.device_))
+                out.append((self.model_(c) if c is not None else self.model_()).transform(x).cpu().numpy())
+        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.spec_.features)))
+
     def sample(
         self, n: int, context: np.ndarray | float | None = None, seed: int | None = None
     ) -> np.ndarray:

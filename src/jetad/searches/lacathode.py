@@ -28,24 +28,9 @@ from jetad.searches.inputs import feature_sample
 __all__ = ["LaCathodeSearch", "flow_latents"]
 
 
-def flow_latents(flow: FlowDensity, x: np.ndarray, mjj: np.ndarray, features: tuple[str, ...],
-                 batch_size: int = 8192) -> np.ndarray:
-    """(N, F) latents z = f(x; mjj) of a fitted mjj-conditional `FlowDensity` (its base is N(0, I)).
-
-    The flow's inputs are its input scaling of x and its standardized context, as in training.
-    """
-    import torch
-
-    rows = flow._model_inputs(feature_sample(x, features, mjj), "flow latents")  # scaled x, then the context
-    n_features = len(features)
-    flow.model_.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(rows), batch_size):
-            batch = torch.as_tensor(rows[i:i + batch_size], device=flow.device_)
-            z, c = batch[:, :n_features], batch[:, n_features:]
-            out.append(flow.model_(c).transform(z).cpu().numpy())
-    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, n_features))
+def flow_latents(flow: FlowDensity, x: np.ndarray, mjj: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
+    """(N, F) latents z = f(x; mjj) of a fitted mjj-conditional `FlowDensity` (its base is N(0, I))."""
+    return flow.latents(feature_sample(x, features, mjj))
 
 
 @register
