@@ -32,11 +32,15 @@ ENSEMBLE_MEMBER_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"min_validation_gain": None}}
 
 
-def balanced_weights(y: np.ndarray) -> np.ndarray:
-    """Per-event weights giving both classes the same total weight (mean weight 1)."""
+def balanced_weights(y: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Per-event weights (`weight`, default 1) rescaled per class so both classes have the same total weight
+    (mean weight 1)."""
     y = np.asarray(y)
-    n1, n0 = int(y.sum()), int((1 - y).sum())
-    return np.where(y == 1, len(y) / (2.0 * max(n1, 1)), len(y) / (2.0 * max(n0, 1)))
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, np.float64).copy()
+    for c in (0, 1):
+        total = w[y == c].sum()
+        w[y == c] *= len(y) / (2.0 * total) if total > 0 else 1.0
+    return w
 
 
 def validation_split(y: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
@@ -51,8 +55,10 @@ def validation_split(y: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
 
 
 def fit_classifier(x: np.ndarray, y: np.ndarray, kind: str = "hgb", params: dict[str, Any] | None = None,
-                   seed: int = 0, what: str = "classifier", n_ensemble: int = 1) -> Any:
-    """A binary classifier with `predict_proba`, trained class-balanced on (x, y).
+                   seed: int = 0, what: str = "classifier", n_ensemble: int = 1,
+                   sample_weight: np.ndarray | None = None) -> Any:
+    """A binary classifier with `predict_proba`, trained class-balanced on (x, y) (with event weights
+    `sample_weight`, rescaled per class to equal totals, when given).
 
     'hgb': `BoostedClassifier` (sklearn gradient boosting, best validation iteration); 'mlp': `NeuralClassifier`
     (CATHODE's 3 x 64 network). `params` override their defaults. With `n_ensemble` > 1, a `ClassifierEnsemble`
@@ -74,7 +80,7 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, kind: str = "hgb", params: dict
         model: Any = ClassifierEnsemble(kind, n_ensemble=n_ensemble, member_params=member or None, seed=seed, **gain)
     else:
         model = (BoostedClassifier if kind == "hgb" else NeuralClassifier)(**(params or {}), seed=seed)
-    return model.fit(x, y, sample_weight=balanced_weights(y))
+    return model.fit(x, y, sample_weight=balanced_weights(y, sample_weight))
 
 
 def _significant(gain_per_event: float, n_val: float, min_validation_gain: float | None) -> bool:

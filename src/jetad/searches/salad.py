@@ -21,27 +21,9 @@ import numpy as np
 from jetad.data.sample import JetSample
 from jetad.detectors.estimator import register
 from jetad.searches.base import DijetView, ResonantSearch
-from jetad.searches.classifiers import CLASSIFIERS, BoostedClassifier, ClassifierEnsemble, NeuralClassifier
+from jetad.searches.classifiers import CLASSIFIERS, fit_classifier
 
-__all__ = ["SaladSearch", "weighted_classifier"]
-
-
-def weighted_classifier(x: np.ndarray, y: np.ndarray, weight: np.ndarray, kind: str,
-                        params: dict[str, Any] | None, seed: int, n_ensemble: int, what: str) -> Any:
-    """`fit_classifier` with event weights: each class's weights rescaled to the same total (mean weight 1)."""
-    y = np.asarray(y, np.int64)
-    if len(np.unique(y)) < 2:
-        raise ValueError(f"{what}: the training events all have one label; a classifier needs both classes")
-    w = np.asarray(weight, np.float64).copy()
-    for c in (0, 1):
-        w[y == c] *= len(y) / (2.0 * w[y == c].sum())
-    if n_ensemble > 1:
-        member = dict(params or {})
-        gain = {"min_validation_gain": member.pop("min_validation_gain")} if "min_validation_gain" in member else {}
-        model: Any = ClassifierEnsemble(kind, n_ensemble=n_ensemble, member_params=member or None, seed=seed, **gain)
-    else:
-        model = (BoostedClassifier if kind == "hgb" else NeuralClassifier)(**(params or {}), seed=seed)
-    return model.fit(x, y, sample_weight=w)
+__all__ = ["SaladSearch"]
 
 
 @register
@@ -135,8 +117,8 @@ class SaladSearch(ResonantSearch):
             x = np.concatenate([self._reweighter_inputs(view, np.flatnonzero(view.sb)),
                                 self._reweighter_inputs(sim, np.flatnonzero(sim.sb))])
             y = np.r_[np.ones(int(view.sb.sum()), int), np.zeros(int(sim.sb.sum()), int)]
-            self.reweighter_ = weighted_classifier(x, y, np.ones(len(y)), self.reweighter, self.reweighter_params,
-                                                   self.seed + 500, 1, f"{view.source}: SALAD sideband reweighter")
+            self.reweighter_ = fit_classifier(x, y, self.reweighter, self.reweighter_params, seed=self.seed + 500,
+                                              what=f"{view.source}: SALAD sideband reweighter")
         rows = np.flatnonzero(sim.sr)
         w = self._weights(sim, rows)
         self._reference = (sim.x[rows], w / w.mean())  # the weighted SR simulation (not saved)
@@ -149,8 +131,9 @@ class SaladSearch(ResonantSearch):
         x = np.concatenate([view.x[rows], x_ref])
         y = np.r_[np.ones(len(rows), int), np.zeros(len(x_ref), int)]
         w = np.r_[np.ones(len(rows)), w_ref]
-        return weighted_classifier(x, y, w, self.classifier, self.classifier_params, self.seed + k, self.n_ensemble,
-                                   f"{view.source}: SALAD fold {k} (SR data vs reweighted simulation)")
+        return fit_classifier(x, y, self.classifier, self.classifier_params, seed=self.seed + k,
+                              what=f"{view.source}: SALAD fold {k} (SR data vs reweighted simulation)",
+                              n_ensemble=self.n_ensemble, sample_weight=w)
 
     def _predict(self, model: Any, view: DijetView, rows: np.ndarray) -> np.ndarray:
         return model.predict_proba(view.x[rows])[:, 1]

@@ -22,9 +22,8 @@ import numpy as np
 from jetad.data.sample import JetSample
 from jetad.detectors.estimator import register
 from jetad.searches.base import DijetView, ResonantSearch
-from jetad.searches.classifiers import CLASSIFIERS
+from jetad.searches.classifiers import CLASSIFIERS, fit_classifier
 from jetad.searches.inputs import search_features
-from jetad.searches.salad import weighted_classifier
 
 __all__ = ["BACKGROUND_REGIONS", "SupervisedSearch"]
 
@@ -108,8 +107,9 @@ class SupervisedSearch(ResonantSearch):
     def _fit_shared(self, view: DijetView) -> None:
         x, y, w = self._training
         #: The ensemble of background-vs-library classifiers (scores every event).
-        self.ensemble_ = weighted_classifier(x, y, w, self.classifier, self.classifier_params, self.seed,
-                                             self.n_ensemble, f"{view.source}: supervised ensemble")
+        self.ensemble_ = fit_classifier(x, y, self.classifier, self.classifier_params, seed=self.seed,
+                                        what=f"{view.source}: supervised ensemble", n_ensemble=self.n_ensemble,
+                                        sample_weight=w)
 
     def _fold_strata(self, view: DijetView) -> np.ndarray:
         return np.full(len(view.mjj), -1)  # the data train nothing: no fold population
