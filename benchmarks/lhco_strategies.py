@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from jetad.data import read_sample
+from jetad.evaluate.plots import plot_sensitivity
 from jetad.searches import SEARCHES, make_search
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -121,6 +122,20 @@ def write_table(done: dict[tuple, dict], path: Path) -> None:
     path.write_text("\n".join(md) + "\n")
 
 
+def sensitivity_curves(done: dict[tuple, dict], key: str = "z_eps0.01") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per strategy: (S/sqrt(B) of each box, mean over box seeds of the local Z after the cut); empty box = 0."""
+    level = {label: round(r["s_sqrt_b"], 2) for (_, label, _), r in done.items() if "s_sqrt_b" in r}
+    curves = {}
+    for name in dict.fromkeys(k[0] for k in done):
+        points: dict[float, list[float]] = {}
+        for (n, label, _), r in done.items():
+            if n == name and r.get(key) is not None and label in level:  # rows before s_sqrt_b: by their box
+                points.setdefault(level[label], []).append(r[key])
+        x = np.array(sorted(points))
+        curves[name] = (x, np.array([np.mean(points[v]) for v in x]))
+    return curves
+
+
 def summary_table(done: dict[tuple, dict]) -> list[str]:
     """Mean over box seeds per strategy: per injection the SR AUC, max SIC and local Z after the 1% cut; the
     empty box's largest |Z| (10% and 1% cuts) and SR pass fraction at the 10% sideband cut."""
@@ -169,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
         merged = done_rows([d / "results.jsonl" for d in args.merge])
         write_table(merged, args.out / "results.md")
         (args.out / "summary.md").write_text("\n".join(summary_table(merged)) + "\n")
+        plot_sensitivity(sensitivity_curves(merged), args.out / "sensitivity.png",
+                         caption="LHCO strategies, 20k QCD + W'(3.5 TeV) box: mean over box seeds, 1% cut")
         print((args.out / "summary.md").read_text())
         return
     names = args.strategies or sorted(SEARCHES)

@@ -214,6 +214,11 @@ def test_every_plot_function_writes_a_png(rng, tmp_path):
             caption=caption,
         ),
         plots.plot_score_distributions({"signal": sig, "background": bkg}, tmp_path / "scores.png"),
+        plots.plot_sensitivity({"cathode": (np.array([3.7, 0.0, 1.8]), np.array([8.2, 0.4, 3.2])),
+                                "cwola": (np.array([0.0, 3.7]), np.array([1.0, 4.9]))}, tmp_path / "z.png",
+                               caption=caption),
     ]
     for path in written:
         assert _is_png(path), path
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plots.plot_sensitivity({}, tmp_path / "empty.png")

@@ -401,3 +401,32 @@ def plot_learning_curves(
         ax_dcor.set_ylabel("dCor(score, observer) on background", fontsize=_LABEL - 2)
         ax_dcor.set_ylim(bottom=0)
     return Path(out)
+
+
+def plot_sensitivity(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], out: str | Path, caption: str = "",
+    ylabel: str = "local Z at the signal window",
+) -> Path:
+    """The injection study's plot: local significance against the injected S/sqrt(B), one line per method.
+
+    ``curves`` maps a method to (S/sqrt(B) values, Z values), drawn in order of S/sqrt(B); the diagonal Z =
+    S/sqrt(B) (a perfect cut-free count) and Z = 3 are drawn for reference.
+    """
+    if not curves:
+        raise ValueError("curves: nothing to plot")
+    with _figure(out, size=(10.0, 8.0), caption=caption) as (_, axes):
+        ax = axes[0, 0]
+        top = max(float(np.nanmax(x)) for x, _ in curves.values())
+        ax.plot([0, top], [0, top], color="k", ls=":", lw=1.5, label="Z = S/sqrt(B), no cut")
+        ax.axhline(3.0, color="k", ls="--", lw=1.0)
+        styles = ("-", "--", "-.")
+        for i, (name, (x, z)) in enumerate(curves.items()):
+            order = np.argsort(np.asarray(x, dtype=float))
+            ax.plot(np.asarray(x, dtype=float)[order], np.asarray(z, dtype=float)[order], marker="o", lw=2,
+                    ls=styles[(i // len(CMS_COLOURS)) % len(styles)], color=CMS_COLOURS[i % len(CMS_COLOURS)],
+                    label=name)
+        ax.set_xlabel("injected S/sqrt(B) in the signal region", fontsize=_LABEL)
+        ax.set_ylabel(ylabel, fontsize=_LABEL)
+        ax.legend(fontsize=_LEGEND - 4, ncol=2)
+    return Path(out)
+
