@@ -132,7 +132,8 @@ def sensitivity_curves(done: dict[tuple, dict], key: str = "z_eps0.01") -> dict[
             if n == name and r.get(key) is not None and label in level:  # rows before s_sqrt_b: by their box
                 points.setdefault(level[label], []).append(r[key])
         x = np.array(sorted(points))
-        curves[name] = (x, np.array([np.mean(points[v]) for v in x]))
+        if len(x):
+            curves[name] = (x, np.array([np.mean(points[v]) for v in x]))
     return curves
 
 
@@ -184,8 +185,12 @@ def main(argv: list[str] | None = None) -> None:
         merged = done_rows([d / "results.jsonl" for d in args.merge])
         write_table(merged, args.out / "results.md")
         (args.out / "summary.md").write_text("\n".join(summary_table(merged)) + "\n")
-        plot_sensitivity(sensitivity_curves(merged), args.out / "sensitivity.png",
-                         caption="LHCO strategies, 20k QCD + W'(3.5 TeV) box: mean over box seeds, 1% cut")
+        curves = sensitivity_curves(merged)
+        if curves:
+            plot_sensitivity(curves, args.out / "sensitivity.png",
+                             caption="LHCO strategies, QCD + W'(3.5 TeV) boxes: mean over box seeds, 1% cut")
+        else:
+            print("no local Z after the 1% cut in these rows (every such cut skipped): no sensitivity plot")
         print((args.out / "summary.md").read_text())
         return
     names = args.strategies or sorted(SEARCHES)

@@ -412,11 +412,11 @@ def plot_sensitivity(
     ``curves`` maps a method to (S/sqrt(B) values, Z values), drawn in order of S/sqrt(B); the diagonal Z =
     S/sqrt(B) (a perfect cut-free count) and Z = 3 are drawn for reference.
     """
-    if not curves:
+    if not curves or not any(len(x) for x, _ in curves.values()):
         raise ValueError("curves: nothing to plot")
     with _figure(out, size=(10.0, 8.0), caption=caption) as (_, axes):
         ax = axes[0, 0]
-        top = max(float(np.nanmax(x)) for x, _ in curves.values())
+        top = max(float(np.nanmax(x)) for x, _ in curves.values() if len(x))
         ax.plot([0, top], [0, top], color="k", ls=":", lw=1.5, label="Z = S/sqrt(B), no cut")
         ax.axhline(3.0, color="k", ls="--", lw=1.0)
         styles = ("-", "--", "-.")
