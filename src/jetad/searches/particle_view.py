@@ -21,6 +21,7 @@ import torch
 
 from jetad.data.sample import JetSample, SchemaError, jet_four_vectors
 from jetad.searches.base import DijetView, ResonantSearch
+from jetad.searches.unsupervised import module_state
 
 __all__ = ["COMBINE", "PARTICLE_SEARCH_FEATURES", "TRAIN_REGIONS", "ParticleDijetView", "ParticleSearch",
            "TorchParticleSearch", "dijet_particles", "relative_particles"]
@@ -193,8 +194,7 @@ class TorchParticleSearch(ParticleSearch):
         history = train_loop(network, step, criterion, (x[~held], mask[~held]), epochs=self.epochs,
                              batch_size=self.batch_size, lr=self.lr, patience=self.patience, seed=seed,
                              device=torch.device("cpu"))
-        state = {name: t.detach().cpu().clone() for name, t in network.state_dict().items()}
-        return {"config": config, "state": state, "best_epoch": history.best_epoch}
+        return {"config": config, "state": module_state(network), "best_epoch": history.best_epoch}
 
     def _network(self, model: dict[str, Any]) -> torch.nn.Module:
         network = self._build(model["config"])
