@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shlex
@@ -237,16 +238,23 @@ def approx(args: argparse.Namespace) -> dict:
     configs = {"exact": {"solver": "exact"}, "lot32": {"solver": "lot", "lot_points": 32},
                "lot64": {"solver": "lot", "lot_points": 64}}
     for p in (1.0, 0.5):
-        res = {}
-        for name, cfg in configs.items():
-            det = make_detector("emd", p=p, n_jobs=args.threads, seed=args.seed, **cfg)
-            t = time.perf_counter()
-            det.fit(train)
-            t_fit = time.perf_counter() - t
-            s_sig, s_bkg = det.score(sig), det.score(bkg)
-            res[name] = {"auc": auc(s_sig, s_bkg), "fit_s": t_fit, "score_s": time.perf_counter() - t - t_fit}
+        res: dict[str, dict] = {name: {"fit_s": math.inf, "score_s": math.inf} for name in configs}
+        for _ in range(args.repeats):  # alternating, best of --repeats (single pieces take 0.05-5 s)
+            for name, cfg in configs.items():
+                det = make_detector("emd", p=p, n_jobs=args.threads, seed=args.seed, **cfg)
+                t = time.perf_counter()
+                det.fit(train)
+                t_fit = time.perf_counter() - t
+                s_sig, s_bkg = det.score(sig), det.score(bkg)
+                t_score = time.perf_counter() - t - t_fit
+                value = auc(s_sig, s_bkg)
+                if res[name].setdefault("auc", value) != value:
+                    raise RuntimeError(f"{name}: AUC {value} differs between repeats ({res[name]['auc']})")
+                res[name]["fit_s"] = min(res[name]["fit_s"], t_fit)
+                res[name]["score_s"] = min(res[name]["score_s"], t_score)
         row = {"what": "EMD-medoid detector (k=10, n_reference=300, 50 constituents)", "p": p,
-               "threads": args.threads, "train": len(train), "test": f"{len(sig)} top + {len(bkg)} QCD",
+               "threads": args.threads, "repeats": args.repeats, "train": len(train),
+               "test": f"{len(sig)} top + {len(bkg)} QCD",
                **{f"{k}_{q}": v for k, r in res.items() for q, v in r.items()}}
         for name in ("lot32", "lot64"):
             row[f"{name}_auc_change"] = row[f"{name}_auc"] - row["exact_auc"]
@@ -274,10 +282,13 @@ def approx(args: argparse.Namespace) -> dict:
         t_exact = time.perf_counter() - t
         cands = {}
         for m in (32, 64):
-            t = time.perf_counter()
-            ref = lot_reference(train.constituents[:300, :50], n_points=m, seed=args.seed)
-            cands[f"lot (M={m})"] = (pairwise_emd(jets, p=p, n_jobs=args.threads, solver="lot",
-                                                  lot_reference=ref)[iu], time.perf_counter() - t)
+            best = math.inf
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                ref = lot_reference(train.constituents[:300, :50], n_points=m, seed=args.seed)
+                vals = pairwise_emd(jets, p=p, n_jobs=args.threads, solver="lot", lot_reference=ref)[iu]
+                best = min(best, time.perf_counter() - t)
+            cands[f"lot (M={m})"] = (vals, best)
         for device in devices:
             sub = slice(0, min(len(ia), 500))
             for eps in (0.01, 0.003):
@@ -366,9 +377,12 @@ def wnae_variants() -> dict:
 
     from jetad.detectors import nae
 
-    def autograd_chain(self, n, gen, create_graph, push):
+    def autograd_chain(self, n, gen, create_graph, push, starts=None):
         lower, upper = self.model_.lower, self.model_.upper
-        x = self._starts(n, gen).to(self.device_).requires_grad_(True)
+        x = self._starts(n, gen).to(self.device_)
+        if starts is not None:  # (logging of the start energy, added after ccde5c1)
+            starts.append(x)
+        x = x.requires_grad_(True)
         for _ in range(self.mcmc_steps):
             (grad,) = torch.autograd.grad(self.energy(x).sum(), x, create_graph=create_graph)
             eta = torch.randn(x.shape, generator=gen).to(x)
@@ -413,11 +427,13 @@ def wnae(args: argparse.Namespace) -> dict:
     from jetad.detectors import CMS_WNAE_FEATURES, training
 
     variants = wnae_variants()
+
     if args.today_only:
         variants = dict(list(variants.items())[-1:])
     train = synthetic(args.jets, 1)
     kw = {"inputs": {"kind": "features", "features": CMS_WNAE_FEATURES}, "epochs": args.epochs,
-          "patience": args.epochs + 1, "device": "cpu", "mcmc_steps": 10, "batch_size": 256}
+          "patience": args.epochs + 1, "device": "cpu", "mcmc_steps": 10, "batch_size": 256,
+          "activation": args.activation}
     n_default = torch.get_num_threads()
     policy = training.training_threads
     for cls in variants.values():
@@ -438,7 +454,7 @@ def wnae(args: argparse.Namespace) -> dict:
         n = len(train) * (1 - 0.2) * args.epochs
         head = next(iter(times))
         for name in variants:
-            row = {"variant": name, "torch_threads_set": threads,
+            row = {"variant": name, "activation": args.activation, "torch_threads_set": threads,
                    "threads_used": 1 if name.endswith("(today)") else threads,
                    "train_jets": int(len(train) * 0.8), "epochs": args.epochs,
                    "jets_per_s": n / min(w for w, _ in times[name]), "cpu_s": min(c for _, c in times[name])}
@@ -479,6 +495,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--baseline", default="ccde5c1",
                     help="git revision of the substructure.py to compare with (ccde5c1: before issue #13)")
     ap.add_argument("--epochs", type=int, default=2, help="wnae: training epochs")
+    ap.add_argument("--activation", choices=["silu", "relu"], default="silu",
+                    help="wnae: the coder's activation (the WNAE reference uses ReLU)")
     ap.add_argument("--today-only", action="store_true", help="wnae: time today's class alone (long runs)")
     args = ap.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -206,13 +206,20 @@ def autograd_chain(model, x, noise, coef, lower, upper, create_graph):
     return x
 
 
-@pytest.mark.parametrize("hidden", [(64, 32, 16), (16,)])
-def test_written_out_chain_gives_autograds_negatives_and_parameter_gradients(hidden):
+@pytest.mark.parametrize(("hidden", "activation"), [((64, 32, 16), "silu"), ((16,), "silu"), ((64, 32, 16), "relu")])
+def test_written_out_chain_gives_autograds_negatives_and_parameter_gradients(hidden, activation):
+    from torch import nn
+
     from jetad.detectors.autoencoder import build_autoencoder
     from jetad.detectors.langevin import dense_layers, langevin_chain
 
     torch.manual_seed(0)
     model = build_autoencoder((8,), hidden, 4)
+    if activation == "relu":
+        for coder in (model.encoder, model.decoder):
+            for i, module in enumerate(coder):
+                if isinstance(module, nn.SiLU):
+                    coder[i] = nn.ReLU()
     lower, upper = torch.full((8,), -2.0), torch.full((8,), 2.0)  # tight: many coordinates clamped
     x0 = 1.5 * torch.randn(200, 8)
     noise = [0.2 * torch.randn(200, 8) for _ in range(10)]
@@ -244,17 +251,19 @@ def test_wnae_negatives_follow_the_autograd_chain_on_the_same_random_numbers(wna
     torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
 
 
-def test_only_linear_silu_autoencoders_take_the_written_out_chain():
+def test_only_linear_silu_relu_autoencoders_take_the_written_out_chain():
     from torch import nn
 
     from jetad.detectors.autoencoder import build_autoencoder
     from jetad.detectors.langevin import dense_layers
 
     assert [act for *_, act in dense_layers(build_autoencoder((8,), (32, 16), 3))] == [
-        True, True, False, True, True, False]
+        "silu", "silu", None, "silu", "silu", None]
     assert dense_layers(build_autoencoder((1, 40, 40), (), 4, channels=(4, 8))) is None  # convolutional
     relu = build_autoencoder((8,), (32,), 3)
     relu.encoder[1] = nn.ReLU()
+    assert [act for *_, act in dense_layers(relu)] == ["relu", None, "silu", None]
+    relu.encoder[1] = nn.Tanh()
     assert dense_layers(relu) is None
 
 
