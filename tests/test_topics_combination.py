@@ -19,12 +19,13 @@ from jetad.searches.combined import CombinedSearch, tail_probabilities
 from jetad.searches.cwola import CWoLaHunting
 from jetad.searches.topics import FactorizedTopics, fit_factorized_topics
 from jetad.searches.ucluster import UCluster
-from test_weak_supervision import sr_auc, toy_dijets
+from test_weak_supervision import SMALL_FLOW, sr_auc, toy_dijets
 
 FAST_UCLUSTER = {"pretrain_epochs": 6, "epochs": 6}
 MASS_ONLY, TAU_ONLY = {"features": ("mj1", "mj2")}, {"features": ("tau21_j1", "tau21_j2")}
 #: Weak supervision that never falls back to the constant prior (the null checks need a non-trivial score).
 NOISY = {"classifier_params": {"min_validation_gain": -1e9}}
+TINY_CATHODE = {"flow_params": SMALL_FLOW, "oversampling": 2, "n_ensemble": 2}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -154,6 +155,35 @@ def test_the_combination_is_cross_fitted_on_the_folds_of_its_members(combined, c
         np.testing.assert_allclose(combined.scores_[scored], combined._predict(model, view, scored))
 
 
+@pytest.fixture(scope="module")
+def template_combined(injected):
+    return CombinedSearch(members=(("cathode", TINY_CATHODE), ("cwola", {}), ("topics", {})), combine="template",
+                          seed=2, n_ensemble=2).fit(injected)
+
+
+def test_the_template_combination_keeps_the_sensitivity_of_its_cathode_member(template_combined, injected):
+    """The combiner is trained on SR data vs a fresh template of the CATHODE member's flow, scored by every member;
+    it may not lose the best member's SR AUC (the 'stack' contrast, SR vs sidebands, falls to a constant on boxes
+    where CATHODE finds the signal: docs/benchmarks/lhco.md)."""
+    search = template_combined
+    sr = search.signal_region_
+    y = injected.label[sr]
+    members = [auc(s[sr][y == 1], s[sr][y == 0]) for s in search.member_scores_.T]
+    assert members[0] > 0.7  # CATHODE finds the toy's resonance
+    assert sr_auc(search, injected, search.scores_) >= max(members) - 0.02
+    n_sr = int(sr.sum())
+    assert search.template_scores_.shape == (pytest.approx(4 * n_sr, abs=4), 3)
+    cathode = search.members_[0]  # a fresh template, not the samples the CATHODE classifiers were trained on
+    assert not np.isin(search.template_scores_[:, 0], cathode.scores_).all()
+    np.testing.assert_array_equal(search.fold_ >= 0, sr)  # folds over the SR data, as CATHODE's
+
+
+def test_the_template_combination_is_quiet_without_signal(background_only):
+    search = CombinedSearch(members=(("cathode", TINY_CATHODE), ("cwola", NOISY)), combine="template", n_folds=3,
+                            seed=2, n_ensemble=1, **NOISY).fit(background_only)
+    assert abs(signal_region_pull_of_the_top_decile(search)) < 4
+
+
 def test_tail_probabilities_are_the_smoothed_fraction_at_or_above():
     reference = np.sort(np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]]), axis=0)
     p = tail_probabilities(reference, np.array([[0.0, 35.0], [2.0, 20.0]]))
@@ -181,6 +211,8 @@ SAVED = {
     "rank_mean": lambda: CombinedSearch(members=(("cwola", MASS_ONLY), ("ucluster", FAST_UCLUSTER)),
                                         combine="rank_mean"),
     "min_p": lambda: CombinedSearch(members=(("cwola", MASS_ONLY), ("topics", {})), combine="min_p"),
+    "template": lambda: CombinedSearch(members=(("cathode", TINY_CATHODE | {"flow_params": SMALL_FLOW | {"epochs": 2}}),
+                                                ("cwola", MASS_ONLY)), combine="template", n_ensemble=1),
 }
 
 
@@ -228,6 +260,11 @@ def test_a_combined_file_with_broken_members_is_a_clear_error(small, tmp_path):
     (lambda: CombinedSearch(members=(("combined", {}),)), "combination cannot be a member"),
     (lambda: CombinedSearch(combine="mean"), "combine"),
     (lambda: CombinedSearch(classifier="mlp"), "monotone"),
+    (lambda: CombinedSearch(combine="template"), "needs a CATHODE member"),
+    (lambda: CombinedSearch(members=(("cathode", {"anode": True}),), combine="template"), "needs a CATHODE member"),
+    (lambda: CombinedSearch(members=(("cathode", {}), ("cwola", {"features": ("mj1", "tau32_j1")})),
+                            combine="template"), r"members\[1\].*features from that set"),
+    (lambda: CombinedSearch(template_oversampling=0.0), "template_oversampling"),
 ])
 def test_bad_options_are_clear_errors(make, option):
     with pytest.raises(ValueError, match=option):

@@ -32,7 +32,7 @@ from jetad.searches.inputs import DEFAULT_SEARCH_FEATURES, search_features
 __all__ = ["DijetView", "ResonantSearch", "assign_folds"]
 
 #: Learned attributes kept for audits of the fitted sample only, not saved (CATHODE's samples can be large).
-_AUDIT_ONLY = ("training_rows_", "samples_", "sample_mjj_")
+_AUDIT_ONLY = ("training_rows_", "samples_", "sample_mjj_", "template_scores_")
 
 
 def assign_folds(strata: np.ndarray, n_folds: int, seed: int) -> np.ndarray:

@@ -4,9 +4,11 @@ Different strategies see different parts of a signal (a density-ratio search the
 two-jet structure, a classifier the substructure). Each member's out-of-fold scores are inputs to a second
 weakly supervised stage: a classifier of signal region versus sidebands (CWoLa hunting, 1805.02664) on the
 members' scores learns how to weigh them without labels, as stacked generalization (Wolpert 1992) would with
-labels. As label-free alternatives: the mean of the members' score ranks, or the smallest member tail
-probability (min-p). The merge was proposed in issue 14; the LHC Olympics report (2101.08320) compares the
-members side by side.
+labels. A second contrast avoids the sidebands altogether: SR data against a fresh background template drawn from
+a CATHODE member's sideband flow, scored by every member ('template': the combiner is then a CATHODE classifier
+whose inputs are the members' scores). As label-free alternatives: the mean of the members' score ranks, or the
+smallest member tail probability (min-p). The merge was proposed in issue 14; the LHC Olympics report
+(2101.08320) compares the members side by side.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from jetad.searches.classifiers import fit_classifier
 
 __all__ = ["COMBINATIONS", "SHARED_OPTIONS", "CombinedSearch", "tail_probabilities"]
 
-#: 'stack' = CWoLa classifier on the member scores; 'rank_mean' = mean rank; 'min_p' = smallest tail probability.
-COMBINATIONS = ("stack", "rank_mean", "min_p")
+#: 'stack' = CWoLa classifier on the member scores; 'template' = classifier of SR data vs a CATHODE member's
+#: background template on the member scores; 'rank_mean' = mean rank; 'min_p' = smallest tail probability.
+COMBINATIONS = ("stack", "template", "rank_mean", "min_p")
 #: Options every member takes from the combination (the same regions and folds for all).
 SHARED_OPTIONS = ("signal_region", "n_folds", "seed", "min_sideband_events")
 
@@ -56,7 +59,14 @@ class CombinedSearch(ResonantSearch):
     Combinations: 'stack' - a classifier of SR (1) vs sidebands (0) on the member scores, class-balanced (a
     CWoLa hunt whose inputs are the scores), by default boosted trees constrained to increase with every member
     score (`monotone`: on the toy a free stacker lost 0.02-0.03 of SR AUC to the best member, a monotone one
-    none); 'rank_mean' - the mean over members of 1 - p_m, p_m the fraction of the training folds' SR and
+    none); 'template' - the same classifier, trained on SR data (1) against `template_oversampling` x N_SR fresh
+    background events (0) drawn from the sideband flow of the first CATHODE member at SR mjj values, every
+    member scoring those events (folds over the SR, as CATHODE's). The sidebands' member scores differ from the
+    SR's through the features' mjj dependence alone (CATHODE's score is trained in the SR), which the 'stack'
+    combiner learns instead of the signal; the template has the SR's mjj and no signal. The template is drawn
+    anew (never the samples a CATHODE classifier was trained on, whose scores are biased low), and every
+    member must read only the template member's features (plus mj2 = mj1 + delta_mj);
+    'rank_mean' - the mean over members of 1 - p_m, p_m the fraction of the training folds' SR and
     sideband events scoring at least as high under member m; 'min_p' - -log min_m p_m (a member that alone
     sees the signal decides).
 
@@ -65,6 +75,7 @@ class CombinedSearch(ResonantSearch):
             Member parameters may not set the shared options (`SHARED_OPTIONS`); a member keeps its own
             sideband_width and features unless they are given.
         combine: one of `COMBINATIONS`.
+        template_oversampling: template events per SR data event ('template').
         monotone: constrain the stacking trees to be non-decreasing in every member score ('hgb' only; sets
             sklearn's `monotonic_cst` unless `classifier_params` gives one).
         classifier, classifier_params, n_ensemble: the stacking classifier (as in `CWoLaHunting`). By default an
@@ -83,13 +94,16 @@ class CombinedSearch(ResonantSearch):
 
     def __init__(self, members: Sequence[tuple[str, dict[str, Any]]] = (("cwola", {}), ("topics", {})),
                  combine: str = "stack", monotone: bool = True, classifier: str = "hgb",
-                 classifier_params: dict[str, Any] | None = None, n_ensemble: int = 5, **kwargs: Any):
+                 classifier_params: dict[str, Any] | None = None, n_ensemble: int = 5,
+                 template_oversampling: float = 4.0, **kwargs: Any):
         super().__init__(**kwargs)
         if combine not in COMBINATIONS:
             raise ValueError(f"combine must be one of {COMBINATIONS}, got {combine!r}")
         if n_ensemble < 1:
             raise ValueError(f"n_ensemble must be >= 1 (classifiers per fold), got {n_ensemble}")
-        if monotone and combine == "stack" and classifier != "hgb":
+        if not template_oversampling > 0:
+            raise ValueError(f"template_oversampling must be positive, got {template_oversampling}")
+        if monotone and combine in ("stack", "template") and classifier != "hgb":
             raise ValueError(f"monotone=True needs classifier='hgb' (monotonic trees), got classifier={classifier!r}; "
                              "pass monotone=False")
         self.members = members
@@ -98,8 +112,10 @@ class CombinedSearch(ResonantSearch):
         self.classifier = classifier
         self.classifier_params = classifier_params
         self.n_ensemble = n_ensemble
-        for i in range(len(self._member_specs())):
-            self._member(i)  # checks each member's name and parameters now, before any data are read
+        self.template_oversampling = template_oversampling
+        members = [self._member(i) for i in range(len(self._member_specs()))]  # checked now, before any data
+        if combine == "template":
+            self._template_member(members)
 
     def _member_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """The members as (name, parameters), checked: at least one, no nested combination, no shared options."""
@@ -133,12 +149,52 @@ class CombinedSearch(ResonantSearch):
         except ValueError as err:
             raise ValueError(f"members[{i}] ({name!r}): {err}") from None
 
+    def _template_member(self, members: list[ResonantSearch]) -> int:
+        """Index of the member whose sideband flow draws the template: the first CATHODE (not ANODE) member;
+        every member must read only its features (and mj2, derived from mj1 and delta_mj)."""
+        from jetad.searches.cathode import CathodeSearch
+
+        found = [i for i, m in enumerate(members) if isinstance(m, CathodeSearch) and not m.anode]
+        if not found:
+            raise ValueError("combine='template' needs a CATHODE member (('cathode', {...}), not anode=True): its "
+                             "sideband flow draws the background template")
+        columns = set(members[found[0]].features)
+        if {"mj1", "delta_mj"} <= columns:
+            columns.add("mj2")
+        for i, m in enumerate(members):
+            if m.reads_constituents or not set(m.features) <= columns:
+                raise ValueError(
+                    f"members[{i}] ({m.name!r}) reads {'constituents' if m.reads_constituents else m.features}; "
+                    f"combine='template' scores the template of members[{found[0]}] (cathode), which holds only "
+                    f"{tuple(members[found[0]].features)}: give every member features from that set")
+        return found[0]
+
     # -- fitting -------------------------------------------------------------------------------------
     def fit(self, data: JetSample) -> CombinedSearch:
         """Fit every member on `data`, then the cross-fitted combination of their out-of-fold scores."""
         self.members_ = [self._member(i).fit(data) for i in range(len(self._member_specs()))]
+        if self.combine == "template":
+            self.template_scores_ = self._template_scores(data)
         super().fit(data)
         return self
+
+    def _template_scores(self, data: JetSample) -> np.ndarray:
+        """(n, members) member scores of a fresh background template in the SR (`combine='template'`)."""
+        from jetad.searches.inputs import feature_sample
+
+        cathode = self.members_[self._template_member(self.members_)]
+        mjj_data = data.column("mjj", data.describe("data"))
+        sr_mjj = mjj_data[cathode.regions(mjj_data)[0]]
+        n = max(1, round(self.template_oversampling * len(sr_mjj)))
+        mjj = cathode.sample_mjj(sr_mjj, n, self.seed + 101)
+        x = cathode.background_flow_.sample(n, context=mjj, seed=self.seed + 102)
+        ok = np.isfinite(x).all(axis=1)
+        x, mjj, names = x[ok], mjj[ok], tuple(cathode.features)
+        if {"mj1", "delta_mj"} <= set(names) and "mj2" not in names:
+            x = np.column_stack([x, x[:, names.index("mj1")] + x[:, names.index("delta_mj")]])
+            names = (*names, "mj2")
+        template = feature_sample(x.astype(np.float32), names, mjj, source="combination template (cathode flow)")
+        return np.column_stack([m.score(template) for m in self.members_])
 
     def _view(self, sample: JetSample, checked: bool) -> DijetView:
         """The base view with each member's score of every event appended to the inputs (out-of-fold on the
@@ -153,22 +209,29 @@ class CombinedSearch(ResonantSearch):
         return view.x[rows, -len(self.members_):]
 
     def _fold_strata(self, view: DijetView) -> np.ndarray:
+        if self.combine == "template":  # SR data only, as CATHODE's folds
+            return np.where(view.sr, 0, -1)
         return np.where(view.sr, 1, np.where(view.sb, 0, -1))
 
     def _fit_fold(self, view: DijetView, rows: np.ndarray, k: int) -> Any:
         scores = self._scores_of(view, rows)
-        if self.combine != "stack":
+        if self.combine not in ("stack", "template"):
             return {"reference": np.sort(scores, axis=0)}
         params = dict(self.classifier_params or {})
         if self.monotone:  # a higher member score never lowers the combined one
             params.setdefault("monotonic_cst", [1] * scores.shape[1])
-        return fit_classifier(scores, view.sr[rows].astype(int), self.classifier, params or None,
-                              seed=self.seed + k, what=f"{view.source}: combination fold {k} (SR vs sidebands on "
-                              "the member scores)", n_ensemble=self.n_ensemble)
+        if self.combine == "template":
+            x = np.concatenate([scores, self.template_scores_])
+            y = np.r_[np.ones(len(scores), int), np.zeros(len(self.template_scores_), int)]
+            what = "SR data vs the cathode template on the member scores"
+        else:
+            x, y, what = scores, view.sr[rows].astype(int), "SR vs sidebands on the member scores"
+        return fit_classifier(x, y, self.classifier, params or None, seed=self.seed + k,
+                              what=f"{view.source}: combination fold {k} ({what})", n_ensemble=self.n_ensemble)
 
     def _predict(self, model: Any, view: DijetView, rows: np.ndarray) -> np.ndarray:
         scores = self._scores_of(view, rows)
-        if self.combine == "stack":
+        if self.combine in ("stack", "template"):
             return model.predict_proba(scores)[:, 1]
         p = tail_probabilities(model["reference"], scores)
         return 1.0 - p.mean(axis=1) if self.combine == "rank_mean" else -np.log(p.min(axis=1))
