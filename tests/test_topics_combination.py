@@ -15,7 +15,7 @@ from jetad.data.sample import JetSample, SchemaError
 from jetad.evaluate.metrics import auc
 from jetad.searches import load_search
 from jetad.searches.classifiers import ClassifierEnsemble
-from jetad.searches.combined import CombinedSearch, tail_probabilities
+from jetad.searches.combined import CombinedSearch, fit_positive_logistic, normal_scores, tail_probabilities
 from jetad.searches.cwola import CWoLaHunting
 from jetad.searches.topics import FactorizedTopics, fit_factorized_topics
 from jetad.searches.ucluster import UCluster
@@ -155,10 +155,10 @@ def test_the_combination_is_cross_fitted_on_the_folds_of_its_members(combined, c
         np.testing.assert_allclose(combined.scores_[scored], combined._predict(model, view, scored))
 
 
-@pytest.fixture(scope="module")
-def template_combined(injected):
+@pytest.fixture(scope="module", params=["trees", "linear"])
+def template_combined(request, injected):
     return CombinedSearch(members=(("cathode", TINY_CATHODE), ("cwola", {}), ("topics", {})), combine="template",
-                          seed=2, n_ensemble=2).fit(injected)
+                          stacker=request.param, seed=2, n_ensemble=2).fit(injected)
 
 
 def test_the_template_combination_keeps_the_sensitivity_of_its_cathode_member(template_combined, injected):
@@ -182,6 +182,23 @@ def test_the_template_combination_is_quiet_without_signal(background_only):
     search = CombinedSearch(members=(("cathode", TINY_CATHODE), ("cwola", NOISY)), combine="template", n_folds=3,
                             seed=2, n_ensemble=1, **NOISY).fit(background_only)
     assert abs(signal_region_pull_of_the_top_decile(search)) < 4
+
+
+def test_normal_scores_are_standard_normal_under_the_reference_and_keep_ties():
+    rng = np.random.default_rng(3)
+    reference = np.sort(np.column_stack([rng.exponential(size=20_000), rng.integers(0, 3, 20_000)]), axis=0)
+    z = normal_scores(reference, np.column_stack([rng.exponential(size=20_000), rng.integers(0, 3, 20_000)]))
+    assert abs(z[:, 0].mean()) < 0.03 and abs(z[:, 0].std() - 1) < 0.03  # any units in, N(0, 1) out
+    assert len(np.unique(z[:, 1])) == 3  # a tied member stays tied (mid-rank), it gains no spurious order
+    assert np.all(np.diff(normal_scores(reference, np.sort(reference, axis=0))[:, 0]) >= 0)  # monotone
+
+
+def test_the_positive_logistic_weighs_informative_members_and_drops_inverted_ones():
+    rng = np.random.default_rng(4)
+    background, signal = rng.normal(size=(6000, 3)), rng.normal(size=(1500, 3)) + np.array([1.0, 0.0, -0.8])
+    z, y = np.r_[signal, background], np.r_[np.ones(1500), np.zeros(6000)]
+    weights, _ = fit_positive_logistic(z, y)
+    assert weights[0] > 0.7 and weights[1] < 0.1 and weights[2] == 0.0  # never a negative weight
 
 
 def test_tail_probabilities_are_the_smoothed_fraction_at_or_above():
@@ -213,6 +230,8 @@ SAVED = {
     "min_p": lambda: CombinedSearch(members=(("cwola", MASS_ONLY), ("topics", {})), combine="min_p"),
     "template": lambda: CombinedSearch(members=(("cathode", TINY_CATHODE | {"flow_params": SMALL_FLOW | {"epochs": 2}}),
                                                 ("cwola", MASS_ONLY)), combine="template", n_ensemble=1),
+    "template_linear": lambda: CombinedSearch(members=(("cathode", TINY_CATHODE | {"flow_params": SMALL_FLOW | {
+        "epochs": 2}}), ("cwola", MASS_ONLY)), combine="template", stacker="linear"),
 }
 
 
@@ -265,6 +284,7 @@ def test_a_combined_file_with_broken_members_is_a_clear_error(small, tmp_path):
     (lambda: CombinedSearch(members=(("cathode", {}), ("cwola", {"features": ("mj1", "tau32_j1")})),
                             combine="template"), r"members\[1\].*features from that set"),
     (lambda: CombinedSearch(template_oversampling=0.0), "template_oversampling"),
+    (lambda: CombinedSearch(stacker="forest"), "stacker"),
 ])
 def test_bad_options_are_clear_errors(make, option):
     with pytest.raises(ValueError, match=option):

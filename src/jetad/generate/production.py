@@ -130,6 +130,8 @@ def _run_inline(cfg, todo, seed, features, tag, progress, total, done_rows=0) ->
 def _run_dask(cfg, todo, seed, features, tag, progress, total, done_rows, workers, scheduler) -> None:
     from dask.distributed import Client, LocalCluster, as_completed
 
+    if not log.isEnabledFor(logging.INFO):  # the cluster's start/stop chatter only with jetad's -v
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = None
     if scheduler:
         client = Client(scheduler)

@@ -25,11 +25,15 @@ from jetad.searches import topics as _topics  # noqa: F401  (registers the defau
 from jetad.searches.base import DijetView, ResonantSearch
 from jetad.searches.classifiers import fit_classifier
 
-__all__ = ["COMBINATIONS", "SHARED_OPTIONS", "CombinedSearch", "tail_probabilities"]
+__all__ = ["COMBINATIONS", "SHARED_OPTIONS", "STACKERS", "CombinedSearch", "fit_positive_logistic",
+           "normal_scores", "tail_probabilities"]
 
 #: 'stack' = CWoLa classifier on the member scores; 'template' = classifier of SR data vs a CATHODE member's
 #: background template on the member scores; 'rank_mean' = mean rank; 'min_p' = smallest tail probability.
 COMBINATIONS = ("stack", "template", "rank_mean", "min_p")
+#: The second stage of 'stack' / 'template': boosted trees, or a logistic regression with non-negative weights on
+#: the members' normal scores (`normal_scores`).
+STACKERS = ("trees", "linear")
 #: Options every member takes from the combination (the same regions and folds for all).
 SHARED_OPTIONS = ("signal_region", "n_folds", "seed", "min_sideband_events")
 
@@ -40,6 +44,37 @@ def tail_probabilities(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     above = np.stack([n_ref - np.searchsorted(reference[:, m], scores[:, m], side="left")
                       for m in range(scores.shape[1])], axis=1)
     return (above + 1.0) / (n_ref + 1.0)
+
+
+def normal_scores(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(n, M) Phi^-1 of 1 - the mid-rank tail probability of each score among the sorted (R, M) reference: under
+    the reference's distribution each column is N(0, 1), whatever the member's units; ties stay ties."""
+    from scipy.stats import norm
+
+    n_ref, cols = len(reference), range(scores.shape[1])
+    below = np.stack([np.searchsorted(reference[:, m], scores[:, m], side="left") for m in cols], axis=1)
+    not_above = np.stack([np.searchsorted(reference[:, m], scores[:, m], side="right") for m in cols], axis=1)
+    return norm.isf((n_ref - 0.5 * (below + not_above) + 0.5) / (n_ref + 1.0))
+
+
+def fit_positive_logistic(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, float]:
+    """Weights w >= 0 and intercept b of the class-balanced logistic regression of y on z (L-BFGS-B, L2 on w):
+    a combined score z . w that never falls as a member's score rises."""
+    from scipy.optimize import minimize
+
+    weight = np.where(y == 1, 0.5 / max((y == 1).sum(), 1), 0.5 / max((y == 0).sum(), 1))
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        f = z @ theta[:-1] + theta[-1]
+        prob = 0.5 * (1.0 + np.tanh(0.5 * f))  # sigmoid without overflow
+        value = float(np.sum(weight * (np.logaddexp(0.0, f) - y * f)) + l2 * theta[:-1] @ theta[:-1])
+        g = weight * (prob - y)
+        return value, np.r_[z.T @ g + 2 * l2 * theta[:-1], g.sum()]
+
+    m = z.shape[1]
+    res = minimize(loss, np.r_[np.full(m, 1.0 / m), 0.0], jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, None)] * m + [(None, None)])
+    return res.x[:-1], float(res.x[-1])
 
 
 @register
@@ -55,6 +90,12 @@ class CombinedSearch(ResonantSearch):
     the usual second-order leak of stacking; refitting every member inside every fold would remove it at
     n_folds times the cost.) Members whose folds are drawn over the SR alone (CATHODE, topics) have other fold
     ids than the combination's; the guarantee above does not depend on them.
+
+    Stackers ('stack', 'template'): 'trees' (below) or 'linear' - a class-balanced logistic regression with
+    non-negative weights on the members' normal scores relative to the label-0 events (the template, or the
+    sidebands): each member score becomes Phi^-1(1 - its tail probability among those events), N(0, 1) for
+    background, and the combined score is the fitted weighted sum (Stouffer's method with learned weights). A
+    handful of parameters: no early stopping, no fallback to the constant prior, no ties beyond the members'.
 
     Combinations: 'stack' - a classifier of SR (1) vs sidebands (0) on the member scores, class-balanced (a
     CWoLa hunt whose inputs are the scores), by default boosted trees constrained to increase with every member
@@ -76,6 +117,7 @@ class CombinedSearch(ResonantSearch):
             sideband_width and features unless they are given.
         combine: one of `COMBINATIONS`.
         template_oversampling: template events per SR data event ('template').
+        stacker: one of `STACKERS` ('stack' and 'template').
         monotone: constrain the stacking trees to be non-decreasing in every member score ('hgb' only; sets
             sklearn's `monotonic_cst` unless `classifier_params` gives one).
         classifier, classifier_params, n_ensemble: the stacking classifier (as in `CWoLaHunting`). By default an
@@ -95,15 +137,17 @@ class CombinedSearch(ResonantSearch):
     def __init__(self, members: Sequence[tuple[str, dict[str, Any]]] = (("cwola", {}), ("topics", {})),
                  combine: str = "stack", monotone: bool = True, classifier: str = "hgb",
                  classifier_params: dict[str, Any] | None = None, n_ensemble: int = 5,
-                 template_oversampling: float = 4.0, **kwargs: Any):
+                 template_oversampling: float = 4.0, stacker: str = "trees", **kwargs: Any):
         super().__init__(**kwargs)
         if combine not in COMBINATIONS:
             raise ValueError(f"combine must be one of {COMBINATIONS}, got {combine!r}")
         if n_ensemble < 1:
             raise ValueError(f"n_ensemble must be >= 1 (classifiers per fold), got {n_ensemble}")
+        if stacker not in STACKERS:
+            raise ValueError(f"stacker must be one of {STACKERS}, got {stacker!r}")
         if not template_oversampling > 0:
             raise ValueError(f"template_oversampling must be positive, got {template_oversampling}")
-        if monotone and combine in ("stack", "template") and classifier != "hgb":
+        if monotone and combine in ("stack", "template") and stacker == "trees" and classifier != "hgb":
             raise ValueError(f"monotone=True needs classifier='hgb' (monotonic trees), got classifier={classifier!r}; "
                              "pass monotone=False")
         self.members = members
@@ -113,6 +157,7 @@ class CombinedSearch(ResonantSearch):
         self.classifier_params = classifier_params
         self.n_ensemble = n_ensemble
         self.template_oversampling = template_oversampling
+        self.stacker = stacker
         members = [self._member(i) for i in range(len(self._member_specs()))]  # checked now, before any data
         if combine == "template":
             self._template_member(members)
@@ -217,20 +262,26 @@ class CombinedSearch(ResonantSearch):
         scores = self._scores_of(view, rows)
         if self.combine not in ("stack", "template"):
             return {"reference": np.sort(scores, axis=0)}
-        params = dict(self.classifier_params or {})
-        if self.monotone:  # a higher member score never lowers the combined one
-            params.setdefault("monotonic_cst", [1] * scores.shape[1])
         if self.combine == "template":
             x = np.concatenate([scores, self.template_scores_])
             y = np.r_[np.ones(len(scores), int), np.zeros(len(self.template_scores_), int)]
             what = "SR data vs the cathode template on the member scores"
         else:
             x, y, what = scores, view.sr[rows].astype(int), "SR vs sidebands on the member scores"
+        if self.stacker == "linear":
+            reference = np.sort(x[y == 0], axis=0)
+            weights, intercept = fit_positive_logistic(normal_scores(reference, x), y)
+            return {"reference": reference, "weights": weights, "intercept": intercept}
+        params = dict(self.classifier_params or {})
+        if self.monotone:  # a higher member score never lowers the combined one
+            params.setdefault("monotonic_cst", [1] * scores.shape[1])
         return fit_classifier(x, y, self.classifier, params or None, seed=self.seed + k,
                               what=f"{view.source}: combination fold {k} ({what})", n_ensemble=self.n_ensemble)
 
     def _predict(self, model: Any, view: DijetView, rows: np.ndarray) -> np.ndarray:
         scores = self._scores_of(view, rows)
+        if self.combine in ("stack", "template") and self.stacker == "linear":
+            return normal_scores(model["reference"], scores) @ np.asarray(model["weights"]) + float(model["intercept"])
         if self.combine in ("stack", "template"):
             return model.predict_proba(scores)[:, 1]
         p = tail_probabilities(model["reference"], scores)
