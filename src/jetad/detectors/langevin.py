@@ -19,6 +19,7 @@ are drawn in the same order. `dense_layers` says whether a model qualifies; othe
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -105,7 +106,8 @@ def _chain_forward(x, noise, coef, lower, upper, acts, weights, biases) -> tuple
     scale = 2.0 / x.shape[1]
     h_in[0][0] = x
     for t in range(steps):
-        h, saved = h_in[0][t], [None] * n_layers
+        h = h_in[0][t]
+        saved: list[Any] = [None] * n_layers
         for layer in range(n_layers):  # forward pass
             out = h_in[layer + 1][t] if layer + 1 < n_layers else None
             if acts[layer] == "silu":
@@ -151,7 +153,7 @@ def _chain_backward(tape: _Tape, grad_out, coef, acts, weights) -> list[torch.Te
         v = u * tape.inside[t]
         g_bar = torch.mul(v, -coef, out=g_bar_in[0][t])  # dL/dG_t, G_t = grad_x E(x_t)
         r_bar = g_bar * scale  # G = (2/d) r + g_0
-        second = [None] * n_layers
+        second: list[Any] = [None] * n_layers
         for layer in range(n_layers):  # reverse of the backward pass: g_(l-1) = delta_l W_l, delta_l = g_l silu'
             delta_bar = g_bar @ weights[layer].t()
             out = g_bar_in[layer + 1][t] if layer + 1 < n_layers else None

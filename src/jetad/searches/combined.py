@@ -158,9 +158,9 @@ class CombinedSearch(ResonantSearch):
         self.n_ensemble = n_ensemble
         self.template_oversampling = template_oversampling
         self.stacker = stacker
-        members = [self._member(i) for i in range(len(self._member_specs()))]  # checked now, before any data
+        built = [self._member(i) for i in range(len(self._member_specs()))]  # checked now, before any data
         if combine == "template":
-            self._template_member(members)
+            self._template_member(built)
 
     def _member_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """The members as (name, parameters), checked: at least one, no nested combination, no shared options."""
@@ -225,9 +225,11 @@ class CombinedSearch(ResonantSearch):
 
     def _template_scores(self, data: JetSample) -> np.ndarray:
         """(n, members) member scores of a fresh background template in the SR (`combine='template'`)."""
+        from jetad.searches.cathode import CathodeSearch
         from jetad.searches.inputs import feature_sample
 
         cathode = self.members_[self._template_member(self.members_)]
+        assert isinstance(cathode, CathodeSearch)  # `_template_member` finds one
         mjj_data = data.column("mjj", data.describe("data"))
         sr_mjj = mjj_data[cathode.regions(mjj_data)[0]]
         n = max(1, round(self.template_oversampling * len(sr_mjj)))
