@@ -236,3 +236,22 @@ def test_an_older_results_database_is_read_and_its_cells_are_rerun_not_reused(fi
     assert [r["status"] for r in rows] == ["ok"]
     stored = query_results(db, method="emd")
     assert [r["run_id"] for r in stored][:1] == ["old"] and stored[0]["auc_stat_err"] is None and len(stored) == 2
+
+
+@pytest.mark.parametrize(("manifest", "have", "said"), [
+    (True, 0, "resume an unfinished production (its finished shards are kept) to 12"),
+    (False, 0, "12 more qcd jets (to 12)"),
+    (True, 5, "7 more qcd jets (to 12)"),
+])
+def test_the_generation_message_says_what_happens_to_an_unfinished_entry(manifest, have, said, tmp_path, monkeypatch):
+    from jetad.tasks import benchmark
+
+    if manifest:
+        (tmp_path / "manifest.json").write_text("{}")
+    monkeypatch.setattr(benchmark, "cached_rows", lambda *a, **k: have)
+    monkeypatch.setattr(benchmark, "entry_path", lambda *a, **k: tmp_path)
+    monkeypatch.setattr(benchmark, "read_cached", lambda *a, **k: type("S", (), {"subset": lambda self, s: s})())
+    spec = TASKS["top-vs-qcd"].background[0]
+    lines: list[str] = []
+    benchmark._load(spec, 10, 10, benchmark.SampleRequest("small", n_test=2), lines.append)
+    assert lines and said in lines[0] and str(tmp_path) in lines[0]

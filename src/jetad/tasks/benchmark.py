@@ -84,8 +84,11 @@ def _load(spec: SampleSpec, n_train: int, n_reserve: int, req: SampleRequest, sa
     need = n_test + max(n_train, n_reserve)
     have = cached_rows(cfg, spec.seed, req.cache)
     if have < need:
-        say(f"generate {spec.name}: {need - have} more {spec.process} jets (to {need}), seed {spec.seed} -> "
-            f"{entry_path(cfg, spec.seed, req.cache)}")
+        path = entry_path(cfg, spec.seed, req.cache)
+        unfinished = not have and (path / "manifest.json").exists()
+        what = (f"resume an unfinished production (its finished shards are kept) to {need} {spec.process} jets"
+                if unfinished else f"{need - have} more {spec.process} jets (to {need})")
+        say(f"generate {spec.name}: {what}, seed {spec.seed} -> {path}")
     sample = read_cached(cfg, n_test + n_train, spec.seed, cache=req.cache, workers=req.workers, reserve=need)
     return sample.subset(slice(n_test, n_test + n_train)), sample.subset(slice(0, n_test))
 
