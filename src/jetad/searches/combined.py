@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -38,12 +38,17 @@ STACKERS = ("trees", "linear")
 SHARED_OPTIONS = ("signal_region", "n_folds", "seed", "min_sideband_events")
 
 
+def _ranks(reference: np.ndarray, scores: np.ndarray, side: Literal["left", "right"]) -> np.ndarray:
+    """(n, M) count of reference events (sorted (R, M) columns) below each score ('left': strictly below;
+    'right': at or below), column by column."""
+    return np.stack([np.searchsorted(reference[:, m], scores[:, m], side=side)
+                     for m in range(scores.shape[1])], axis=1)
+
+
 def tail_probabilities(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """(n, M) fraction of the reference events (sorted (R, M) columns) scoring >= each score, (+1)/(R + 1)."""
     n_ref = len(reference)
-    above = np.stack([n_ref - np.searchsorted(reference[:, m], scores[:, m], side="left")
-                      for m in range(scores.shape[1])], axis=1)
-    return (above + 1.0) / (n_ref + 1.0)
+    return (n_ref - _ranks(reference, scores, "left") + 1.0) / (n_ref + 1.0)
 
 
 def normal_scores(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -51,10 +56,15 @@ def normal_scores(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     the reference's distribution each column is N(0, 1), whatever the member's units; ties stay ties."""
     from scipy.stats import norm
 
-    n_ref, cols = len(reference), range(scores.shape[1])
-    below = np.stack([np.searchsorted(reference[:, m], scores[:, m], side="left") for m in cols], axis=1)
-    not_above = np.stack([np.searchsorted(reference[:, m], scores[:, m], side="right") for m in cols], axis=1)
-    return norm.isf((n_ref - 0.5 * (below + not_above) + 0.5) / (n_ref + 1.0))
+    n_ref = len(reference)
+    mid = 0.5 * (_ranks(reference, scores, "left") + _ranks(reference, scores, "right"))
+    return norm.isf((n_ref - mid + 0.5) / (n_ref + 1.0))
+
+
+def _template_columns(features: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns of a template in `features`: those, plus mj2 (= mj1 + delta_mj) when it can be derived."""
+    derivable = {"mj1", "delta_mj"} <= set(features) and "mj2" not in features
+    return (*features, "mj2") if derivable else tuple(features)
 
 
 def fit_positive_logistic(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, float]:
@@ -203,9 +213,7 @@ class CombinedSearch(ResonantSearch):
         if not found:
             raise ValueError("combine='template' needs a CATHODE member (('cathode', {...}), not anode=True): its "
                              "sideband flow draws the background template")
-        columns = set(members[found[0]].features)
-        if {"mj1", "delta_mj"} <= columns:
-            columns.add("mj2")
+        columns = set(_template_columns(members[found[0]].features))
         for i, m in enumerate(members):
             if m.reads_constituents or not set(m.features) <= columns:
                 raise ValueError(
@@ -236,10 +244,9 @@ class CombinedSearch(ResonantSearch):
         mjj = cathode.sample_mjj(sr_mjj, n, self.seed + 101)
         x = cathode.background_flow_.sample(n, context=mjj, seed=self.seed + 102)
         ok = np.isfinite(x).all(axis=1)
-        x, mjj, names = x[ok], mjj[ok], tuple(cathode.features)
-        if {"mj1", "delta_mj"} <= set(names) and "mj2" not in names:
+        x, mjj, names = x[ok], mjj[ok], _template_columns(cathode.features)
+        if "mj2" in names[len(cathode.features):]:
             x = np.column_stack([x, x[:, names.index("mj1")] + x[:, names.index("delta_mj")]])
-            names = (*names, "mj2")
         template = feature_sample(x.astype(np.float32), names, mjj, source="combination template (cathode flow)")
         return np.column_stack([m.score(template) for m in self.members_])
 
