@@ -52,6 +52,11 @@ STRATEGIES: dict[str, dict[str, Any]] = {
                                              ("lacathode", {"flow_params": STUDY_FLOW | {"epochs": 20}}),
                                              ("cwola", {"n_ensemble": 5}), ("topics", {})), "combine": "template",
                                  "stacker": "linear"},
+    "combined:template_tail": {"members": (("cathode", {"flow_params": STUDY_FLOW}),
+                                           ("lacathode", {"flow_params": STUDY_FLOW | {"epochs": 20}}),
+                                           ("cwola", {"n_ensemble": 5}), ("topics", {})), "combine": "template",
+                               "stacker": "tail"},
+    "lund_lda:all": {"train_region": "all"},
     "graph_ae": {"n_particles": 20, "epochs": 15},
     "emd_ae": {"n_particles": 20, "epochs": 15},
     "vrnn": {"n_particles": 20, "epochs": 15},
@@ -122,7 +127,7 @@ def write_table(done: dict[tuple, dict], path: Path) -> None:
             emp = done.get((name, "empty", s))
             cells = [f"{cell(r, 'auc_sr', '.3f')} / {cell(r, 'max_sic', '.1f')} / {cell(r, 'z_eps0.1', '.1f')} / "
                      f"{cell(r, 'z_eps0.01', '.1f')}" for r in sig]
-            fit = next((r["fit_s"] for r in [*sig, emp] if r is not None), None)
+            fit = next((r["fit_s"] for r in [*sig, emp] if r is not None and r.get("fit_s") is not None), None)
             md.append(f"| {name} | {s} | " + " | ".join(cells) + f" | {cell(emp, 'z_eps0.1', '.1f')} / "
                       f"{cell(emp, 'z_eps0.01', '.1f')} | {cell(emp, 'sr_pass_at_sb10', '.3f')} | "
                       f"{'-' if fit is None else f'{fit:.0f}'} |")
@@ -177,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--signal", type=Path, default=Path("/work/cache/cathode/sig.h5"))
     ap.add_argument("--n-bkg", type=int, default=20_000)
     ap.add_argument("--n-sim", type=int, default=4_000, help="simulation events after the box's (SALAD etc.)")
+    ap.add_argument("--sim-production", type=Path, default=None,
+                    help="take the simulation from this production's first --n-sim events instead (default: "
+                         "--production, after the box's events)")
     ap.add_argument("--sr-signals", type=lambda s: [int(v) for v in s.split(",")], default=[193],
                     help="signal events in the SR, one signal box each (193 of 20k: S/sqrt(B) 3.7)")
     ap.add_argument("--box-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[21, 22])
@@ -207,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
                  f"{sorted(k for k in STRATEGIES if ':' in k)}")
     results = args.out / "results.jsonl"
     done = done_rows([results])
-    sim = read_sample(args.production, args.n_bkg, args.n_bkg + args.n_sim, constituents=False)
+    sim = (read_sample(args.production, args.n_bkg, args.n_bkg + args.n_sim, constituents=False)
+           if args.sim_production is None else read_sample(args.sim_production, 0, args.n_sim, constituents=False))
     particles = any(SEARCHES[n.split(":")[0]].reads_constituents for n in names)  # constituents only when needed
     kinds = [("empty", 0)] + [(f"signal{k}", k) for k in args.sr_signals]
     boxes = {(s, label): build_box(args.production, args.signal if k else None, args.n_bkg, k, s,

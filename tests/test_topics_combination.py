@@ -15,7 +15,15 @@ from jetad.data.sample import JetSample, SchemaError
 from jetad.evaluate.metrics import auc
 from jetad.searches import load_search
 from jetad.searches.classifiers import ClassifierEnsemble
-from jetad.searches.combined import CombinedSearch, fit_positive_logistic, normal_scores, tail_probabilities
+from jetad.searches.combined import (
+    CombinedSearch,
+    fit_positive_logistic,
+    fit_tail_weights,
+    normal_scores,
+    simplex_grid,
+    tail_excess,
+    tail_probabilities,
+)
 from jetad.searches.cwola import CWoLaHunting
 from jetad.searches.topics import FactorizedTopics, fit_factorized_topics
 from jetad.searches.ucluster import UCluster
@@ -155,7 +163,7 @@ def test_the_combination_is_cross_fitted_on_the_folds_of_its_members(combined, c
         np.testing.assert_allclose(combined.scores_[scored], combined._predict(model, view, scored))
 
 
-@pytest.fixture(scope="module", params=["trees", "linear"])
+@pytest.fixture(scope="module", params=["trees", "linear", "tail"])
 def template_combined(request, injected):
     return CombinedSearch(members=(("cathode", TINY_CATHODE), ("cwola", {}), ("topics", {})), combine="template",
                           stacker=request.param, seed=2, n_ensemble=2).fit(injected)
@@ -178,10 +186,28 @@ def test_the_template_combination_keeps_the_sensitivity_of_its_cathode_member(te
     np.testing.assert_array_equal(search.fold_ >= 0, sr)  # folds over the SR data, as CATHODE's
 
 
-def test_the_template_combination_is_quiet_without_signal(background_only):
+@pytest.mark.parametrize("stacker", ["trees", "tail"])
+def test_the_template_combination_is_quiet_without_signal(background_only, stacker):
     search = CombinedSearch(members=(("cathode", TINY_CATHODE), ("cwola", NOISY)), combine="template", n_folds=3,
-                            seed=2, n_ensemble=1, **NOISY).fit(background_only)
+                            seed=2, n_ensemble=1, stacker=stacker, **NOISY).fit(background_only)
     assert abs(signal_region_pull_of_the_top_decile(search)) < 4
+
+
+def test_single_model_scores_of_new_events_spread_as_the_out_of_fold_scores(background_only):
+    """New background events scored by one random fold model each pass a cut on the fitted sample's out-of-fold
+    scores as often as the fitted events do; the fold mean (`score`) is narrower and passes far fewer (the bias
+    the template combination had)."""
+    search = CWoLaHunting(n_folds=5, seed=4, n_ensemble=1, **NOISY).fit(background_only)
+    new = toy_dijets(10_000, 0, seed=9)
+    single = search.single_model_scores(new, seed=5)
+    np.testing.assert_array_equal(single, search.single_model_scores(new, seed=5))  # seeded
+    fold = np.random.default_rng(5).integers(5, size=len(new))
+    view = search._fitted_view(new)
+    rows = np.flatnonzero(fold == 2)
+    np.testing.assert_allclose(single[rows], search._predict(search.models_[2], view, rows))  # one model per event
+    cut = np.quantile(search.scores_, 0.95)
+    fitted, spread, mean = 0.05, (single > cut).mean(), (search.score(new) > cut).mean()
+    assert abs(spread - fitted) < 0.012 < abs(mean - fitted)
 
 
 def test_normal_scores_are_standard_normal_under_the_reference_and_keep_ties():
@@ -191,6 +217,31 @@ def test_normal_scores_are_standard_normal_under_the_reference_and_keep_ties():
     assert abs(z[:, 0].mean()) < 0.03 and abs(z[:, 0].std() - 1) < 0.03  # any units in, N(0, 1) out
     assert len(np.unique(z[:, 1])) == 3  # a tied member stays tied (mid-rank), it gains no spurious order
     assert np.all(np.diff(normal_scores(reference, np.sort(reference, axis=0))[:, 0]) >= 0)  # monotone
+
+
+def test_the_simplex_grid_holds_every_weight_vector_once():
+    grid = simplex_grid(3, 4)
+    assert grid.shape == (15, 3)  # C(4 + 2, 2)
+    np.testing.assert_allclose(grid.sum(axis=1), 1.0)
+    assert len({tuple(row) for row in grid}) == 15 and grid.min() >= 0
+    assert {(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)} <= {tuple(row) for row in grid}
+
+
+def test_the_tail_weights_follow_the_tail_where_the_logistic_follows_the_bulk():
+    """Member 0 shifts every signal event a little (the bulk), member 1 puts a third of them far out (the tail):
+    the logistic loss prefers member 0, the tail excess at a 1% cut member 1, and the tail stacker's weights
+    beat both vertices on the objective they maximize."""
+    rng = np.random.default_rng(5)
+    background = rng.normal(size=(20_000, 2))
+    signal = rng.normal(size=(1_000, 2)) + np.array([0.6, 0.0])
+    signal[:330, 1] += 4.0
+    z, y = np.r_[signal, background], np.r_[np.ones(1_000), np.zeros(20_000)]
+    logistic, _ = fit_positive_logistic(z, y)
+    assert logistic[0] > logistic[1]
+    weights, objective = fit_tail_weights(z, y, fractions=(0.01,))
+    assert weights[1] > weights[0] and weights.sum() == pytest.approx(1.0)
+    vertices = tail_excess(z[y == 1], z[y == 0], (0.01,))
+    assert objective >= vertices.max() and vertices[1] > 3 * vertices[0]
 
 
 def test_the_positive_logistic_weighs_informative_members_and_drops_inverted_ones():
@@ -232,6 +283,8 @@ SAVED = {
                                                 ("cwola", MASS_ONLY)), combine="template", n_ensemble=1),
     "template_linear": lambda: CombinedSearch(members=(("cathode", TINY_CATHODE | {"flow_params": SMALL_FLOW | {
         "epochs": 2}}), ("cwola", MASS_ONLY)), combine="template", stacker="linear"),
+    "template_tail": lambda: CombinedSearch(members=(("cathode", TINY_CATHODE | {"flow_params": SMALL_FLOW | {
+        "epochs": 2}}), ("cwola", MASS_ONLY)), combine="template", stacker="tail", tail_fractions=[0.05, 0.1]),
 }
 
 
@@ -285,6 +338,9 @@ def test_a_combined_file_with_broken_members_is_a_clear_error(small, tmp_path):
                             combine="template"), r"members\[1\].*features from that set"),
     (lambda: CombinedSearch(template_oversampling=0.0), "template_oversampling"),
     (lambda: CombinedSearch(stacker="forest"), "stacker"),
+    (lambda: CombinedSearch(stacker="tail", tail_fractions=(0.0,)), "tail_fractions"),
+    (lambda: CombinedSearch(stacker="tail", tail_fractions=()), "tail_fractions"),
+    (lambda: CombinedSearch(stacker="tail", tail_steps=0), "tail_steps"),
 ])
 def test_bad_options_are_clear_errors(make, option):
     with pytest.raises(ValueError, match=option):

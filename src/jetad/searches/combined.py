@@ -26,14 +26,15 @@ from jetad.searches.base import DijetView, ResonantSearch
 from jetad.searches.classifiers import fit_classifier
 
 __all__ = ["COMBINATIONS", "SHARED_OPTIONS", "STACKERS", "CombinedSearch", "fit_positive_logistic",
-           "normal_scores", "tail_probabilities"]
+           "fit_tail_weights", "normal_scores", "simplex_grid", "tail_excess", "tail_probabilities"]
 
 #: 'stack' = CWoLa classifier on the member scores; 'template' = classifier of SR data vs a CATHODE member's
 #: background template on the member scores; 'rank_mean' = mean rank; 'min_p' = smallest tail probability.
 COMBINATIONS = ("stack", "template", "rank_mean", "min_p")
-#: The second stage of 'stack' / 'template': boosted trees, or a logistic regression with non-negative weights on
-#: the members' normal scores (`normal_scores`).
-STACKERS = ("trees", "linear")
+#: The second stage of 'stack' / 'template': boosted trees; a logistic regression with non-negative weights on
+#: the members' normal scores (`normal_scores`); or weights on the simplex chosen for the largest excess of
+#: label-1 events in the tail (`fit_tail_weights`).
+STACKERS = ("trees", "linear", "tail")
 #: Options every member takes from the combination (the same regions and folds for all).
 SHARED_OPTIONS = ("signal_region", "n_folds", "seed", "min_sideband_events")
 
@@ -87,6 +88,48 @@ def fit_positive_logistic(z: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tup
     return res.x[:-1], float(res.x[-1])
 
 
+def simplex_grid(n_members: int, steps: int) -> np.ndarray:
+    """(G, n_members) every weight vector with entries k / steps (k = 0..steps) summing to 1, in lexicographic
+    order (the first vertex, all weight on member 0, last)."""
+    from itertools import combinations
+
+    rows = []
+    for bars in combinations(range(steps + n_members - 1), n_members - 1):  # stars and bars
+        edges = (-1, *bars, steps + n_members - 1)
+        rows.append([edges[i + 1] - edges[i] - 1 for i in range(n_members)])
+    return np.array(rows, dtype=np.float64) / steps
+
+
+def tail_excess(signal_like: np.ndarray, reference: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+    """(G,) mean over `fractions` q of (n_pass - n q) / sqrt(n q): the excess of the n label-1 scores over the
+    cut that keeps a fraction q of the reference scores, in units of its Poisson error. Columns are weight
+    vectors: `signal_like` (n, G), `reference` (R, G)."""
+    n = len(signal_like)
+    out = np.zeros(signal_like.shape[1])
+    for q in fractions:
+        cut = np.quantile(reference, 1.0 - q, axis=0)
+        expected = n * q
+        out += ((signal_like > cut).sum(axis=0) - expected) / np.sqrt(expected)
+    return out / len(fractions)
+
+
+def fit_tail_weights(z: np.ndarray, y: np.ndarray, fractions: Sequence[float] = (0.01, 0.02, 0.05),
+                     steps: int = 10) -> tuple[np.ndarray, float]:
+    """Non-negative weights summing to 1 on the columns of z (members' normal scores) that maximize
+    `tail_excess` of the y = 1 events over the y = 0 events' cuts: the cut-based figure of merit of a bump hunt
+    (S / sqrt(B) after a cut at the background efficiency q, B from the label-0 template), on a grid of step
+    1 / `steps`. Ties (a saturated tail: every label-1 event above every cut) go to the largest standardized mean
+    difference of the combined score (the bulk separation), then to the first in grid order. Returns the weights
+    and the objective at them."""
+    grid = simplex_grid(z.shape[1], steps)
+    combined = z @ grid.T
+    objective = tail_excess(combined[y == 1], combined[y == 0], fractions)
+    tied = np.flatnonzero(objective >= objective.max() - 1e-9)
+    bulk = combined[y == 1][:, tied].mean(axis=0) - combined[y == 0][:, tied].mean(axis=0)
+    best = int(tied[np.argmax(bulk / np.maximum(combined[y == 0][:, tied].std(axis=0), 1e-12))])
+    return grid[best], float(objective[best])
+
+
 @register
 class CombinedSearch(ResonantSearch):
     """Several searches fitted on the same data, their out-of-fold scores combined (cross-fitted again).
@@ -106,6 +149,10 @@ class CombinedSearch(ResonantSearch):
     sidebands): each member score becomes Phi^-1(1 - its tail probability among those events), N(0, 1) for
     background, and the combined score is the fitted weighted sum (Stouffer's method with learned weights). A
     handful of parameters: no early stopping, no fallback to the constant prior, no ties beyond the members'.
+    'tail' - the same normal scores, weighted by the point of a simplex grid (step 1 / `tail_steps`) with the
+    largest excess of label-1 events in the tail (`fit_tail_weights`: (n_pass - n q) / sqrt(n q) at cuts keeping
+    the fractions `tail_fractions` of the label-0 events): the figure of merit the bump hunt rewards, where the
+    logistic loss weighs every event alike. A vertex of the grid is one member alone.
 
     Combinations: 'stack' - a classifier of SR (1) vs sidebands (0) on the member scores, class-balanced (a
     CWoLa hunt whose inputs are the scores), by default boosted trees constrained to increase with every member
@@ -116,7 +163,10 @@ class CombinedSearch(ResonantSearch):
     SR's through the features' mjj dependence alone (CATHODE's score is trained in the SR), which the 'stack'
     combiner learns instead of the signal; the template has the SR's mjj and no signal. The template is drawn
     anew (never the samples a CATHODE classifier was trained on, whose scores are biased low), and every
-    member must read only the template member's features (plus mj2 = mj1 + delta_mj);
+    member must read only the template member's features (plus mj2 = mj1 + delta_mj), and each template event is
+    scored by one fold model of each member drawn at random (`single_model_scores`), as the data's out-of-fold
+    scores are (the fold mean's narrower spread let 4.3% of the SR background pass a CWoLa member's 1% template
+    cut on the toy of tests/test_topics_combination.py);
     'rank_mean' - the mean over members of 1 - p_m, p_m the fraction of the training folds' SR and
     sideband events scoring at least as high under member m; 'min_p' - -log min_m p_m (a member that alone
     sees the signal decides).
@@ -128,6 +178,7 @@ class CombinedSearch(ResonantSearch):
         combine: one of `COMBINATIONS`.
         template_oversampling: template events per SR data event ('template').
         stacker: one of `STACKERS` ('stack' and 'template').
+        tail_fractions, tail_steps: the background efficiencies and the grid of `stacker='tail'`.
         monotone: constrain the stacking trees to be non-decreasing in every member score ('hgb' only; sets
             sklearn's `monotonic_cst` unless `classifier_params` gives one).
         classifier, classifier_params, n_ensemble: the stacking classifier (as in `CWoLaHunting`). By default an
@@ -147,7 +198,8 @@ class CombinedSearch(ResonantSearch):
     def __init__(self, members: Sequence[tuple[str, dict[str, Any]]] = (("cwola", {}), ("topics", {})),
                  combine: str = "stack", monotone: bool = True, classifier: str = "hgb",
                  classifier_params: dict[str, Any] | None = None, n_ensemble: int = 5,
-                 template_oversampling: float = 4.0, stacker: str = "trees", **kwargs: Any):
+                 template_oversampling: float = 4.0, stacker: str = "trees",
+                 tail_fractions: Sequence[float] = (0.01, 0.02, 0.05), tail_steps: int = 10, **kwargs: Any):
         super().__init__(**kwargs)
         if combine not in COMBINATIONS:
             raise ValueError(f"combine must be one of {COMBINATIONS}, got {combine!r}")
@@ -157,6 +209,12 @@ class CombinedSearch(ResonantSearch):
             raise ValueError(f"stacker must be one of {STACKERS}, got {stacker!r}")
         if not template_oversampling > 0:
             raise ValueError(f"template_oversampling must be positive, got {template_oversampling}")
+        fractions = tuple(tail_fractions) if isinstance(tail_fractions, (list, tuple)) else ()
+        if not fractions or not all(isinstance(q, (int, float)) and 0 < q < 1 for q in fractions):
+            raise ValueError(f"tail_fractions must be a non-empty list of efficiencies in (0, 1), "
+                             f"got {tail_fractions!r}")
+        if not isinstance(tail_steps, int) or tail_steps < 1:
+            raise ValueError(f"tail_steps must be an integer >= 1, got {tail_steps!r}")
         if monotone and combine in ("stack", "template") and stacker == "trees" and classifier != "hgb":
             raise ValueError(f"monotone=True needs classifier='hgb' (monotonic trees), got classifier={classifier!r}; "
                              "pass monotone=False")
@@ -168,6 +226,7 @@ class CombinedSearch(ResonantSearch):
         self.n_ensemble = n_ensemble
         self.template_oversampling = template_oversampling
         self.stacker = stacker
+        self.tail_fractions, self.tail_steps = tuple(float(q) for q in fractions), tail_steps
         built = [self._member(i) for i in range(len(self._member_specs()))]  # checked now, before any data
         if combine == "template":
             self._template_member(built)
@@ -248,7 +307,8 @@ class CombinedSearch(ResonantSearch):
         if "mj2" in names[len(cathode.features):]:
             x = np.column_stack([x, x[:, names.index("mj1")] + x[:, names.index("delta_mj")]])
         template = feature_sample(x.astype(np.float32), names, mjj, source="combination template (cathode flow)")
-        return np.column_stack([m.score(template) for m in self.members_])
+        return np.column_stack([m.single_model_scores(template, self.seed + 103 + i)
+                                for i, m in enumerate(self.members_)])
 
     def _view(self, sample: JetSample, checked: bool) -> DijetView:
         """The base view with each member's score of every event appended to the inputs (out-of-fold on the
@@ -277,9 +337,13 @@ class CombinedSearch(ResonantSearch):
             what = "SR data vs the cathode template on the member scores"
         else:
             x, y, what = scores, view.sr[rows].astype(int), "SR vs sidebands on the member scores"
-        if self.stacker == "linear":
+        if self.stacker in ("linear", "tail"):
             reference = np.sort(x[y == 0], axis=0)
-            weights, intercept = fit_positive_logistic(normal_scores(reference, x), y)
+            z = normal_scores(reference, x)
+            if self.stacker == "linear":
+                weights, intercept = fit_positive_logistic(z, y)
+            else:
+                weights, intercept = fit_tail_weights(z, y, self.tail_fractions, self.tail_steps)[0], 0.0
             return {"reference": reference, "weights": weights, "intercept": intercept}
         params = dict(self.classifier_params or {})
         if self.monotone:  # a higher member score never lowers the combined one
@@ -289,7 +353,7 @@ class CombinedSearch(ResonantSearch):
 
     def _predict(self, model: Any, view: DijetView, rows: np.ndarray) -> np.ndarray:
         scores = self._scores_of(view, rows)
-        if self.combine in ("stack", "template") and self.stacker == "linear":
+        if self.combine in ("stack", "template") and self.stacker in ("linear", "tail"):
             return normal_scores(model["reference"], scores) @ np.asarray(model["weights"]) + float(model["intercept"])
         if self.combine in ("stack", "template"):
             return model.predict_proba(scores)[:, 1]
