@@ -41,11 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stackers", type=lambda s: s.split(","), default=list(STACKERS[:2]))
     ap.add_argument("--seed", type=int, default=1, help="search seed")
     ap.add_argument("--out", type=Path, default=Path("bench-out/lhco_strategies/template_fixed"))
+    ap.add_argument("--no-empty", action="store_true",
+                    help="skip the empty box (its rows do not depend on --signal: reuse another run's)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
     done = done_rows([results])
-    cells = [(args.box_seeds[0], "empty", 0)] + [(s, f"signal{k}", k) for s in args.box_seeds for k in args.sr_signals]
+    cells = [] if args.no_empty else [(args.box_seeds[0], "empty", 0)]
+    cells += [(s, f"signal{k}", k) for s in args.box_seeds for k in args.sr_signals]
     for box_seed, label, k in cells:
         names = [f"combined:template_{st}" for st in args.stackers]
         if all((n, label, box_seed) in done for n in names):
