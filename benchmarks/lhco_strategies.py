@@ -176,21 +176,26 @@ def summary_table(done: dict[tuple, dict]) -> list[str]:
     return md
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_box_arguments(ap: argparse.ArgumentParser, sr_signals: list[int]) -> None:
+    """The box options both LHCO study scripts take: production, signal, sizes, injections, box and search seeds."""
     ap.add_argument("--production", type=Path, default=Path("/work/cache/lhco_null/qcd_seed11"))
     ap.add_argument("--signal", type=Path, default=Path("/work/cache/cathode/sig.h5"))
     ap.add_argument("--n-bkg", type=int, default=20_000)
+    ap.add_argument("--sr-signals", type=lambda s: [int(v) for v in s.split(",")], default=sr_signals,
+                    help="signal events in the SR, one signal box each (193 of 20k: S/sqrt(B) 3.7)")
+    ap.add_argument("--box-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[21, 22])
+    ap.add_argument("--seed", type=int, default=1, help="search seed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_box_arguments(ap, sr_signals=[193])
     ap.add_argument("--n-sim", type=int, default=4_000, help="simulation events after the box's (SALAD etc.)")
     ap.add_argument("--sim-production", type=Path, default=None,
                     help="take the simulation from this production's first --n-sim events instead (default: "
                          "--production, after the box's events)")
-    ap.add_argument("--sr-signals", type=lambda s: [int(v) for v in s.split(",")], default=[193],
-                    help="signal events in the SR, one signal box each (193 of 20k: S/sqrt(B) 3.7)")
-    ap.add_argument("--box-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[21, 22])
     ap.add_argument("--strategies", type=lambda s: s.split(","), default=None,
                     help="registry names or 'name:variant' keys of STRATEGIES; default: every registered search")
-    ap.add_argument("--seed", type=int, default=1, help="search seed")
     ap.add_argument("--out", type=Path, default=Path("bench-out/lhco_strategies"))
     ap.add_argument("--merge", type=lambda s: [Path(v) for v in s.split(",")], default=None,
                     help="train nothing: the table of the results.jsonl in these folders, written to --out")

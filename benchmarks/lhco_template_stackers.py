@@ -22,24 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from jetad.searches.base import ResonantSearch
-
 sys.path.insert(0, str(Path(__file__).parent))
 from cathode_ensemble import build_box, metrics
-from lhco_strategies import STRATEGIES, done_rows, search_for, significance_in_sr, write_table
+from lhco_strategies import STRATEGIES, add_box_arguments, done_rows, search_for, significance_in_sr, write_table
 
 STACKERS = ("linear", "tail", "trees")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--production", type=Path, default=Path("/work/cache/lhco_null/qcd_seed11"))
-    ap.add_argument("--signal", type=Path, default=Path("/work/cache/cathode/sig.h5"))
-    ap.add_argument("--n-bkg", type=int, default=20_000)
-    ap.add_argument("--sr-signals", type=lambda s: [int(v) for v in s.split(",")], default=[96, 193])
-    ap.add_argument("--box-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[21, 22])
+    add_box_arguments(ap, sr_signals=[96, 193])
     ap.add_argument("--stackers", type=lambda s: s.split(","), default=list(STACKERS[:2]))
-    ap.add_argument("--seed", type=int, default=1, help="search seed")
     ap.add_argument("--out", type=Path, default=Path("bench-out/lhco_strategies/template_fixed"))
     ap.add_argument("--no-empty", action="store_true",
                     help="skip the empty box (its rows do not depend on --signal: reuse another run's)")
@@ -68,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             if stacker != "linear":
                 search.stacker = stacker
                 t = time.perf_counter()
-                ResonantSearch.fit(search, box)  # the combination stage only: members and template kept
+                search.fit_combination(box)  # the combination stage only: members and template kept
                 stage_s = time.perf_counter() - t
             else:
                 stage_s = fit_s

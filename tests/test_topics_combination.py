@@ -347,6 +347,18 @@ def test_bad_options_are_clear_errors(make, option):
         make()
 
 
+def test_the_combination_stage_refits_alone_on_the_fitted_members(small):
+    data, _ = small
+    search = CombinedSearch(members=(("cwola", MASS_ONLY),), combine="rank_mean", n_folds=2, seed=3,
+                            min_sideband_events=50)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        search.fit_combination(data)
+    first = search.fit(data).scores_.copy()
+    members = search.members_
+    np.testing.assert_array_equal(search.fit_combination(data).scores_, first)  # deterministic, members kept
+    assert search.members_ is members
+
+
 def test_unfitted_searches_refuse_to_score(small):
     data, _ = small
     for search in (FactorizedTopics(), UCluster(), CombinedSearch()):

@@ -123,10 +123,11 @@ def fit_tail_weights(z: np.ndarray, y: np.ndarray, fractions: Sequence[float] = 
     and the objective at them."""
     grid = simplex_grid(z.shape[1], steps)
     combined = z @ grid.T
-    objective = tail_excess(combined[y == 1], combined[y == 0], fractions)
+    ones, zeros = combined[y == 1], combined[y == 0]
+    objective = tail_excess(ones, zeros, fractions)
     tied = np.flatnonzero(objective >= objective.max() - 1e-9)
-    bulk = combined[y == 1][:, tied].mean(axis=0) - combined[y == 0][:, tied].mean(axis=0)
-    best = int(tied[np.argmax(bulk / np.maximum(combined[y == 0][:, tied].std(axis=0), 1e-12))])
+    bulk = (ones[:, tied].mean(axis=0) - zeros[:, tied].mean(axis=0)) / np.maximum(zeros[:, tied].std(axis=0), 1e-12)
+    best = int(tied[np.argmax(bulk)])
     return grid[best], float(objective[best])
 
 
@@ -287,6 +288,13 @@ class CombinedSearch(ResonantSearch):
         self.members_ = [self._member(i).fit(data) for i in range(len(self._member_specs()))]
         if self.combine == "template":
             self.template_scores_ = self._template_scores(data)
+        return self.fit_combination(data)
+
+    def fit_combination(self, data: JetSample) -> CombinedSearch:
+        """Refit the cross-fitted combination stage only, on the fitted members (and template) of the same `data`:
+        after changing `stacker` or the combiner's options, without refitting the members."""
+        if not hasattr(self, "members_"):
+            raise RuntimeError("combined search is not fitted: fit(data) fits the members first")
         super().fit(data)
         return self
 
